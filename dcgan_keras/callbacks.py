@@ -1,0 +1,126 @@
+"""Callbacks for GAN training: sample grids and a loss plot."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+
+from dcgan_keras import _backend  # noqa: F401
+import keras
+import tensorflow as tf
+
+from dcgan_keras.images import image_grid, save_png
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Writes a grid of samples from fixed noise every `every` epochs.
+
+    The noise is drawn once, from `seed`, so grids of different epochs show
+    the same latent vectors and progress is visible at a glance. Files are
+    named `epoch_0001.png`, ... Batch norm runs in inference mode, and the
+    EMA generator is used when the model keeps one.
+
+    Args:
+        directory: folder for the PNG files (created if needed).
+        num_images: images per grid.
+        every: write a grid every this many epochs (and after the last one).
+        seed: seed of the fixed noise.
+        log_dir: if given, the grid is also written as a TensorBoard image
+            summary under this folder.
+
+    Example:
+
+    ```python
+    gan.fit(dataset, epochs=5, callbacks=[SampleGrid("runs/demo/samples")])
+    ```
+    """
+
+    def __init__(self, directory, num_images: int = 64, every: int = 1, seed: int = 0, log_dir=None):
+        super().__init__()
+        if num_images < 1:
+            raise ValueError(f"num_images must be positive. Received: num_images={num_images}")
+        if every < 1:
+            raise ValueError(f"every must be a positive number of epochs. Received: every={every}")
+        self.directory = os.fspath(directory)
+        self.num_images = num_images
+        self.every = every
+        self.seed = seed
+        self.log_dir = log_dir
+        self.noise = None
+        self._writer = None
+        self.written = []
+
+    def on_train_begin(self, logs=None):
+        if self.noise is None:
+            self.noise = self.model.noise(self.num_images, self.seed)
+
+    def on_epoch_end(self, epoch, logs=None):
+        last = self.params.get("epochs") if self.params else None
+        if (epoch + 1) % self.every and (last is None or epoch + 1 != last):
+            return
+        samples = self.model.sampler(self.noise, training=False)
+        grid = image_grid(np.asarray(samples))
+        path = save_png(grid, os.path.join(self.directory, f"epoch_{epoch + 1:04d}.png"))
+        self.written.append(path)
+        if self.log_dir is not None:
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(os.fspath(self.log_dir))
+            with self._writer.as_default():
+                tf.summary.image("samples", (grid[None] + 1.0) / 2.0, step=epoch + 1)
+            self._writer.flush()
+
+
+class LossPlot(keras.callbacks.Callback):
+    """Plots the training curves (losses and D's outputs) to a PNG after every epoch.
+
+    Args:
+        path: the PNG file to write.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = os.fspath(path)
+        self.history: dict[str, list[float]] = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        plot_history(self.history, self.path)
+
+
+def read_history_csv(path) -> dict[str, list[float]]:
+    """Reads a `keras.callbacks.CSVLogger` file into `{metric: [values per epoch]}`."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    value = lambda text: float("nan") if text in ("", "NA") else float(text)  # noqa: E731
+    keys = [k for k in (rows[0] if rows else {}) if k != "epoch" and any(r[k] not in ("", "NA") for r in rows)]
+    return {key: [value(row[key]) for row in rows] for key in keys}
+
+
+def plot_history(history: dict[str, list[float]], path) -> str:
+    """Draws losses (left) and D's mean outputs on real and fake (right) to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for key in ("d_loss", "g_loss"):
+        if key in history:
+            left.plot(range(1, len(history[key]) + 1), history[key], label=key)
+    left.set(xlabel="epoch", ylabel="loss", title="Losses")
+    left.legend()
+    for key in ("d_real", "d_fake"):
+        if key in history:
+            right.plot(range(1, len(history[key]) + 1), history[key], label=key)
+    right.set(xlabel="epoch", ylabel="mean D(x)", title="Discriminator outputs", ylim=(0, 1))
+    right.legend()
+    fig.tight_layout()
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path + ".tmp.png", dpi=100)
+    plt.close(fig)
+    os.replace(path + ".tmp.png", path)
+    return path

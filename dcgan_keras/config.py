@@ -1,0 +1,105 @@
+"""One dataclass of hyper-parameters, with the paper's values as defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+SUPPORTED_IMAGE_SIZES = (32, 64, 128)
+SUPPORTED_CHANNELS = (1, 3)
+
+
+@dataclass
+class Config:
+    """Hyper-parameters of a DCGAN, defaulting to Radford et al. (2016).
+
+    Args:
+        image_size: side of the square images, one of 32, 64 or 128.
+        channels: 1 (grayscale) or 3 (RGB).
+        latent_dim: size of the noise vector z (the paper uses 100).
+        base_width: width of the widest-resolution layer of both networks
+            (`ngf`/`ndf` in the PyTorch example); widths double per stage.
+        batch_size: images per step (the paper uses 128).
+        learning_rate: Adam learning rate of both networks (paper: 0.0002).
+        beta_1: Adam's first-moment decay (paper: 0.5; 0.9 oscillated).
+        beta_2: Adam's second-moment decay.
+        leaky_slope: slope of the discriminator's LeakyReLU (paper: 0.2).
+        init_stddev: std of the N(0, std) weight initialisation (paper: 0.02).
+        label_smoothing: one-sided label smoothing of the real targets in the
+            discriminator loss (0 = off, as in the paper; 0.1 is common).
+        ema_decay: decay of an exponential moving average of the generator's
+            weights used for sampling and export (`None` = off, as in the paper).
+        seed: seed of the model's one random source.
+
+    Example:
+
+    ```python
+    config = Config(image_size=64, channels=3)
+    gan = DCGAN.from_config(config)
+    ```
+    """
+
+    image_size: int = 32
+    channels: int = 1
+    latent_dim: int = 100
+    base_width: int = 64
+    batch_size: int = 128
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    leaky_slope: float = 0.2
+    init_stddev: float = 0.02
+    label_smoothing: float = 0.0
+    ema_decay: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.image_size not in SUPPORTED_IMAGE_SIZES:
+            raise ValueError(
+                f"Unsupported image size {self.image_size}: DCGAN networks are "
+                f"defined for image sizes {', '.join(map(str, SUPPORTED_IMAGE_SIZES))}. "
+                f"Pick one of them (images are resized to it). "
+                f"Received: image_size={self.image_size}"
+            )
+        if self.channels not in SUPPORTED_CHANNELS:
+            raise ValueError(
+                "channels must be 1 (grayscale) or 3 (RGB). "
+                f"Received: channels={self.channels}"
+            )
+        for name in ("latent_dim", "base_width", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"{name} must be a positive integer. Received: {name}={value!r}"
+                )
+        if not self.learning_rate > 0:
+            raise ValueError(
+                f"learning_rate must be positive. Received: learning_rate={self.learning_rate}"
+            )
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(
+                "label_smoothing must be in [0, 1). "
+                f"Received: label_smoothing={self.label_smoothing}"
+            )
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(
+                "ema_decay must be in (0, 1), or None to disable the moving "
+                f"average. Received: ema_decay={self.ema_decay}"
+            )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown Config fields {unknown}; known fields are {sorted(known)}. "
+                f"Received: {values}"
+            )
+        return cls(**values)
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)

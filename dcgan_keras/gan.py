@@ -1,0 +1,241 @@
+"""`DCGAN`: a generator and a discriminator trained together by `model.fit`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dcgan_keras import _backend  # noqa: F401
+import keras
+import tensorflow as tf
+
+from dcgan_keras.config import Config
+from dcgan_keras.networks import build_discriminator, build_generator
+
+
+def paper_adam(config: Config | None = None) -> keras.optimizers.Adam:
+    """Adam with the paper's settings: learning rate 0.0002, beta_1 0.5."""
+    config = config or Config()
+    return keras.optimizers.Adam(
+        learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2
+    )
+
+
+@keras.saving.register_keras_serializable(package="dcgan_keras")
+class DCGAN(keras.Model):
+    """A deep convolutional GAN (Radford et al. 2016) as a `keras.Model`.
+
+    Each `train_step` makes one discriminator update and one generator update
+    with the non-saturating GAN loss, computed from logits. The generator runs
+    once per step: its fake batch is reused for the generator update, as in
+    the reference PyTorch loop.
+
+    Pixel values of real and generated images are in [-1, 1].
+
+    Args:
+        generator: a model from z of shape `(latent_dim,)` to images in [-1, 1].
+        discriminator: a model from images to one logit per image.
+        latent_dim: size of z; read from the generator's input when omitted.
+        label_smoothing: one-sided smoothing of the real targets (0 = off).
+        ema_decay: if set, an exponential moving average of the generator's
+            weights (`ema_generator`) is kept and used for sampling and export.
+        seed: seed of the one random source that draws z during training.
+
+    Example:
+
+    ```python
+    gan = DCGAN.from_config(Config(image_size=32, channels=1))
+    gan.compile()  # Adam(2e-4, beta_1=0.5) for both networks
+    gan.fit(make_dataset("digits", image_size=32), epochs=5)
+    images = gan.generate(16, seed=0)  # (16, 32, 32, 1) in [-1, 1]
+    ```
+    """
+
+    def __init__(
+        self,
+        generator: keras.Model,
+        discriminator: keras.Model,
+        latent_dim: int | None = None,
+        label_smoothing: float = 0.0,
+        ema_decay: float | None = None,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        inferred = generator.input_shape[-1]
+        if latent_dim is not None and latent_dim != inferred:
+            raise ValueError(
+                f"latent_dim ({latent_dim}) disagrees with the generator's input "
+                f"size ({inferred}). Received: latent_dim={latent_dim}"
+            )
+        if tuple(generator.output_shape[1:]) != tuple(discriminator.input_shape[1:]):
+            raise ValueError(
+                "The generator's output shape must equal the discriminator's "
+                f"input shape. Received: generator output {generator.output_shape[1:]}, "
+                f"discriminator input {discriminator.input_shape[1:]}"
+            )
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1) or None. Received: ema_decay={ema_decay}")
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = int(inferred)
+        self.label_smoothing = float(label_smoothing)
+        self.ema_decay = ema_decay
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.ema_generator = None
+        if ema_decay is not None:
+            self.ema_generator = keras.models.clone_model(generator)
+            self.ema_generator.set_weights(generator.get_weights())
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.d_real_tracker = keras.metrics.Mean(name="d_real")
+        self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
+        self.built = True  # both networks are built functional models
+
+    # -- construction ------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config):
+        """Builds a DCGAN from a `Config`, or from `get_config()`'s dict."""
+        if isinstance(config, Config):
+            return cls(
+                build_generator(config),
+                build_discriminator(config),
+                latent_dim=config.latent_dim,
+                label_smoothing=config.label_smoothing,
+                ema_decay=config.ema_decay,
+                seed=config.seed,
+                name="dcgan",
+            )
+        config = dict(config)
+        config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
+        config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])
+        return cls(**config)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            generator=keras.saving.serialize_keras_object(self.generator),
+            discriminator=keras.saving.serialize_keras_object(self.discriminator),
+            latent_dim=self.latent_dim,
+            label_smoothing=self.label_smoothing,
+            ema_decay=self.ema_decay,
+            seed=self.seed,
+        )
+        return config
+
+    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
+        """Configures training; both optimizers default to the paper's Adam.
+
+        Call it inside `strategy.scope()` when training with `tf.distribute`.
+        The optimizers' variables are created here, before `fit`, so that a
+        custom `train_step` under a distribution strategy finds them
+        (keras-team/keras#19246).
+
+        Args:
+            d_optimizer: optimizer of the discriminator.
+            g_optimizer: optimizer of the generator.
+            **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`,
+                `steps_per_execution`).
+        """
+        super().compile(**kwargs)
+        self.d_optimizer = d_optimizer or paper_adam()
+        self.g_optimizer = g_optimizer or paper_adam()
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    def get_compile_config(self):
+        return {
+            "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
+            "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
+        }
+
+    def compile_from_config(self, config):
+        self.compile(
+            d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
+            g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]),
+        )
+
+    # -- training ----------------------------------------------------------
+
+    @property
+    def metrics(self):
+        # Listed here so Keras resets them at the start of every epoch.
+        return [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker, self.d_fake_tracker]
+
+    @property
+    def sampler(self) -> keras.Model:
+        """The generator used for sampling and export (the EMA copy if enabled)."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
+
+    def call(self, z, training=False):
+        return self.generator(z, training=training)
+
+    def _bce(self, logits, target):
+        labels = tf.fill(tf.shape(logits), tf.cast(target, logits.dtype))
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+
+    def train_step(self, data):
+        real = data[0] if isinstance(data, (tuple, list)) else data  # labels, if any, are dropped
+        batch_size = tf.shape(real)[0]
+        z = keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+
+        with tf.GradientTape() as g_tape:
+            # 1. One generator forward pass; the tape keeps it for step 3.
+            fake = self.generator(z, training=True)
+
+            # 2. Discriminator update: real images -> 1 (or 1 - smoothing), fakes -> 0.
+            with tf.GradientTape() as d_tape:
+                real_logits = tf.cast(self.discriminator(real, training=True), tf.float32)
+                fake_logits = tf.cast(self.discriminator(tf.stop_gradient(fake), training=True), tf.float32)
+                d_loss = self._bce(real_logits, 1.0 - self.label_smoothing) + self._bce(fake_logits, 0.0)
+            d_weights = self.discriminator.trainable_variables
+            self.d_optimizer.apply(d_tape.gradient(d_loss, d_weights), d_weights)
+
+            # 3. Generator update through the updated discriminator:
+            #    non-saturating loss, fakes -> 1.
+            gen_logits = tf.cast(self.discriminator(fake, training=True), tf.float32)
+            g_loss = self._bce(gen_logits, 1.0)
+        g_weights = self.generator.trainable_variables
+        self.g_optimizer.apply(g_tape.gradient(g_loss, g_weights), g_weights)
+
+        # 4. Moving average of the generator's weights, if enabled.
+        if self.ema_generator is not None:
+            self._update_ema()
+
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(g_loss)
+        self.d_real_tracker.update_state(tf.reduce_mean(tf.sigmoid(real_logits)))
+        self.d_fake_tracker.update_state(tf.reduce_mean(tf.sigmoid(fake_logits)))
+        return {m.name: m.result() for m in self.metrics}
+
+    def _update_ema(self):
+        # Warm-up as tf.train.ExponentialMovingAverage(num_updates=step):
+        # the average follows the weights closely while they move fast early on.
+        step = tf.cast(self.g_optimizer.iterations, tf.float32)
+        decay = tf.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
+        for average, weight in zip(self.ema_generator.trainable_variables, self.generator.trainable_variables):
+            average.assign(decay * average + (1.0 - decay) * weight)
+        for average, weight in zip(self.ema_generator.non_trainable_variables, self.generator.non_trainable_variables):
+            average.assign(weight)  # batch-norm moving statistics
+
+    # -- sampling ----------------------------------------------------------
+
+    def noise(self, num: int, seed: int = 0) -> np.ndarray:
+        """`num` latent vectors z ~ N(0, I), the same for the same seed."""
+        return np.random.default_rng(seed).standard_normal((num, self.latent_dim)).astype("float32")
+
+    def generate(self, num: int = 64, seed: int = 0, z=None, batch_size: int = 256) -> np.ndarray:
+        """Samples images in [-1, 1] with batch norm in inference mode.
+
+        Args:
+            num: number of images (ignored when `z` is given).
+            seed: seed of the noise; the same seed gives the same images.
+            z: optional latent vectors of shape `(num, latent_dim)`.
+            batch_size: images per forward pass.
+
+        Returns:
+            A float32 array of shape `(num, height, width, channels)`.
+        """
+        z = self.noise(num, seed) if z is None else np.asarray(z, dtype="float32")
+        return self.sampler.predict(z, batch_size=batch_size, verbose=0)

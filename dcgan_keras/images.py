@@ -1,0 +1,65 @@
+"""Pure NumPy helpers for images in [-1, 1]: grids, uint8 conversion, PNG files."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def to_uint8(images) -> np.ndarray:
+    """Maps pixel values in [-1, 1] to uint8 in [0, 255] (values outside are clipped)."""
+    images = np.asarray(images, dtype="float32")
+    return np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype("uint8")
+
+
+def image_grid(images, rows: int | None = None, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
+    """Tiles a batch of images into one image.
+
+    Args:
+        images: array `(N, H, W, C)` with pixel values in [-1, 1].
+        rows: number of rows; by default the grid is as square as possible.
+        padding: pixels between images and around the grid.
+        pad_value: pixel value of the padding, in [-1, 1].
+
+    Returns:
+        float32 array `(rows * (H + p) + p, cols * (W + p) + p, C)` in [-1, 1].
+    """
+    images = np.asarray(images, dtype="float32")
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(
+            "image_grid needs a non-empty batch of shape (N, H, W, C). "
+            f"Received: images of shape {images.shape}"
+        )
+    n, height, width, channels = images.shape
+    if rows is None:
+        rows = int(np.floor(np.sqrt(n)))
+        while n % rows and rows > 1 and (n + rows - 1) // rows * rows - n >= rows:
+            rows -= 1
+    if rows < 1:
+        raise ValueError(f"rows must be positive. Received: rows={rows}")
+    cols = -(-n // rows)
+    grid = np.full(
+        (rows * (height + padding) + padding, cols * (width + padding) + padding, channels),
+        pad_value, dtype="float32",
+    )
+    for index, image in enumerate(images):
+        r, c = divmod(index, cols)
+        top, left = padding + r * (height + padding), padding + c * (width + padding)
+        grid[top : top + height, left : left + width] = image
+    return grid
+
+
+def save_png(image, path) -> str:
+    """Writes one image in [-1, 1] of shape `(H, W, C)` as a PNG, atomically."""
+    from PIL import Image
+
+    pixels = to_uint8(image)
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    Image.fromarray(pixels).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path

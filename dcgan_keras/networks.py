@@ -1,0 +1,113 @@
+"""The paper's generator and discriminator for 32, 64 and 128 pixel images.
+
+Both follow the DCGAN guidelines (Radford et al. 2016, section 3):
+
+1. no pooling: fractionally-strided (transposed) convolutions up in the
+   generator, strided convolutions down in the discriminator;
+2. batch normalisation in both networks, except the generator's output layer
+   and the discriminator's input layer;
+3. no fully connected hidden layers: z is projected to a 4x4 map by one matrix
+   multiply, and the discriminator's last 4x4 map is flattened into one logit;
+4. ReLU in the generator with a Tanh output, LeakyReLU(0.2) in the discriminator.
+
+Weights are drawn from N(0, 0.02); batch-norm scales from N(1, 0.02).
+"""
+
+from __future__ import annotations
+
+import math
+
+from dcgan_keras import _backend  # noqa: F401
+import keras
+from keras import layers
+
+from dcgan_keras.config import Config
+from dcgan_keras.layers import UpConv2D
+
+
+def _num_stages(image_size: int) -> int:
+    # Every stage doubles (generator) or halves (discriminator) the side,
+    # starting from / ending at 4x4.
+    Config(image_size=image_size)  # validates with a clear error
+    return int(math.log2(image_size // 4))
+
+
+def _batch_norm(config: Config, name: str) -> layers.BatchNormalization:
+    # momentum 0.9 and epsilon 1e-5 match the reference implementations
+    # (Theano / Torch / PyTorch), whose running averages move 10x faster than
+    # Keras' default momentum of 0.99.
+    return layers.BatchNormalization(
+        momentum=0.9,
+        epsilon=1e-5,
+        gamma_initializer=keras.initializers.RandomNormal(1.0, config.init_stddev),
+        name=name,
+    )
+
+
+def build_generator(config: Config) -> keras.Model:
+    """The DCGAN generator: z of shape (latent_dim,) to an image in [-1, 1].
+
+    For 64x64 (base_width 64): z -> 4x4x512 -> 8x8x256 -> 16x16x128 ->
+    32x32x64 -> 64x64xC. Each smaller or larger size drops or adds a stage.
+
+    Args:
+        config: a `Config`; uses `image_size`, `channels`, `latent_dim`,
+            `base_width` and `init_stddev`.
+
+    Returns:
+        A functional `keras.Model` named "generator" whose output has shape
+        `(batch, image_size, image_size, channels)` and values in [-1, 1].
+    """
+    stages = _num_stages(config.image_size)
+    init = keras.initializers.RandomNormal(0.0, config.init_stddev)
+    width = config.base_width * 2 ** (stages - 1)
+
+    z = keras.Input(shape=(config.latent_dim,), name="z")
+    # "Project and reshape": a single matrix multiply, not a hidden FC layer.
+    x = layers.Dense(4 * 4 * width, use_bias=False, kernel_initializer=init, name="project")(z)
+    x = layers.Reshape((4, 4, width), name="reshape")(x)  # 4x4xW
+    x = _batch_norm(config, "project_bn")(x)
+    x = layers.ReLU(name="project_relu")(x)
+    for stage in range(1, stages):
+        width //= 2
+        x = UpConv2D(width, kernel_initializer=init, use_bias=False, name=f"up{stage}")(x)
+        x = _batch_norm(config, f"up{stage}_bn")(x)
+        x = layers.ReLU(name=f"up{stage}_relu")(x)  # side doubles each stage
+    # Output layer: no batch norm, Tanh to [-1, 1].
+    x = UpConv2D(config.channels, kernel_initializer=init, use_bias=True, name=f"up{stages}")(x)
+    images = layers.Activation("tanh", dtype="float32", name="tanh")(x)
+    return keras.Model(z, images, name="generator")
+
+
+def build_discriminator(config: Config) -> keras.Model:
+    """The DCGAN discriminator: an image in [-1, 1] to one real/fake logit.
+
+    For 64x64 (base_width 64): 64x64xC -> 32x32x64 -> 16x16x128 -> 8x8x256 ->
+    4x4x512 -> logit. It mirrors the generator.
+
+    Args:
+        config: a `Config`; uses `image_size`, `channels`, `base_width`,
+            `leaky_slope` and `init_stddev`.
+
+    Returns:
+        A functional `keras.Model` named "discriminator" mapping
+        `(batch, image_size, image_size, channels)` to logits of shape `(batch, 1)`.
+    """
+    stages = _num_stages(config.image_size)
+    init = keras.initializers.RandomNormal(0.0, config.init_stddev)
+
+    images = keras.Input(shape=(config.image_size, config.image_size, config.channels), name="images")
+    x = images
+    width = config.base_width
+    for stage in range(1, stages + 1):
+        x = layers.Conv2D(
+            width, 4, strides=2, padding="same", kernel_initializer=init,
+            use_bias=stage == 1, name=f"down{stage}",
+        )(x)
+        if stage > 1:  # no batch norm on the input layer
+            x = _batch_norm(config, f"down{stage}_bn")(x)
+        x = layers.LeakyReLU(config.leaky_slope, name=f"down{stage}_lrelu")(x)
+        width *= 2
+    x = layers.Flatten(name="flatten")(x)  # 4x4xW
+    logits = layers.Dense(1, kernel_initializer=init, dtype="float32", name="logit")(x)
+    return keras.Model(images, logits, name="discriminator")
