@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 
 DEFAULT_EPOCHS = 25
+
+# Modules with a register(subparsers) function that adds sub-commands.
+_COMMAND_MODULES: list[str] = []
 
 
 def _add_train(subparsers):
@@ -81,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_train(subparsers)
+    # Each feature module adds its own sub-commands with register(subparsers).
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(subparsers)
     return parser
 
 

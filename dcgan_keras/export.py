@@ -67,3 +67,56 @@ def export_generator(model, base_dir, version: int | None = None) -> str:
     tf.saved_model.save(module, tmp, signatures={"serving_default": serving_default})
     os.replace(tmp, target)
     return target
+
+
+class SavedModelGenerator:
+    """A generator loaded from an exported SavedModel, callable like a Keras generator.
+
+    Calling it with z of shape `(batch, latent_dim)` returns float32 images in
+    [-1, 1] (decoded from the export's uint8 pixels), so experiments accept it
+    wherever they accept a `keras.Model` generator.
+
+    Args:
+        path: a version folder written by `export_generator`, e.g. `saved_models/digits/1`.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        if not os.path.exists(os.path.join(self.path, "saved_model.pb")):
+            raise FileNotFoundError(
+                f"No SavedModel at {self.path!r} (no saved_model.pb). Pass a version "
+                "folder such as saved_models/NAME/1, written by `train` or `export`."
+            )
+        self._loaded = tf.saved_model.load(self.path)
+        self._serve = self._loaded.signatures["serving_default"]
+        spec = self._serve.structured_input_signature[1]["z"]
+        self.latent_dim = int(spec.shape[-1])
+        out = self._serve.structured_outputs["images"]
+        self.output_shape = (None, *[int(d) for d in out.shape[1:]])
+
+    def __call__(self, z, training=False):
+        pixels = self._serve(z=tf.convert_to_tensor(z, tf.float32))["images"]
+        return tf.cast(pixels, tf.float32) / 127.5 - 1.0
+
+    def predict(self, z, batch_size=256, verbose=0):
+        import numpy as np
+
+        z = np.asarray(z, dtype="float32")
+        return np.concatenate([self(z[i : i + batch_size]).numpy() for i in range(0, len(z), batch_size)])
+
+
+def load_generator(path):
+    """Loads a generator from a `.keras` checkpoint (a `DCGAN` or a generator) or a SavedModel folder.
+
+    Returns:
+        A `keras.Model` (from `.keras`; a DCGAN gives its `sampler`) or a
+        `SavedModelGenerator`; both map z to images in [-1, 1].
+    """
+    path = os.fspath(path)
+    if path.endswith(".keras"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No checkpoint file at {path!r}.")
+        import dcgan_keras.gan  # noqa: F401  (registers the classes)
+
+        return _as_generator(keras.models.load_model(path))
+    return SavedModelGenerator(path)

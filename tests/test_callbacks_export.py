@@ -57,3 +57,19 @@ def test_export_versions_count_up_and_never_overwrite(tiny_config, tmp_path):
     assert dk.export_generator(generator, tmp_path).endswith("2")
     with pytest.raises(FileExistsError, match="never overwritten"):
         dk.export_generator(generator, tmp_path, version=1)
+
+
+def test_load_generator_reads_checkpoints_and_saved_models_alike(tiny_config, tmp_path):
+    gan = dk.DCGAN.from_config(tiny_config)
+    gan.compile()
+    gan.save(tmp_path / "gan.keras")
+    path = dk.export_generator(gan, tmp_path / "export")
+    z = gan.noise(3, seed=5)
+    expected = np.asarray(gan.generator(z, training=False))
+    from_ckpt = dk.export.load_generator(tmp_path / "gan.keras")
+    from_export = dk.export.load_generator(path)
+    np.testing.assert_allclose(from_ckpt(z, training=False), expected, atol=1e-6)
+    np.testing.assert_allclose(from_export(z), expected, atol=1.0 / 127.5 + 1e-6)  # uint8 rounding
+    assert from_export.latent_dim == 16 and from_export.output_shape == (None, 32, 32, 1)
+    with pytest.raises(FileNotFoundError, match="saved_model.pb"):
+        dk.export.load_generator(tmp_path)
