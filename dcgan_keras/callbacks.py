@@ -101,12 +101,11 @@ def read_history_csv(path) -> dict[str, list[float]]:
 
 def plot_history(history: dict[str, list[float]], path) -> str:
     """Draws losses (left) and D's mean outputs on real and fake (right) to a PNG."""
-    import matplotlib
+    # A bare Figure draws without pyplot, so it never changes the caller's backend.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5))
+    left, right = fig.subplots(1, 2)
     for key in ("d_loss", "g_loss"):
         if key in history:
             left.plot(range(1, len(history[key]) + 1), history[key], label=key)
@@ -121,6 +120,5 @@ def plot_history(history: dict[str, list[float]], path) -> str:
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path + ".tmp.png", dpi=100)
-    plt.close(fig)
     os.replace(path + ".tmp.png", path)
     return path

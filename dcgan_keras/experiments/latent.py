@@ -1,0 +1,300 @@
+"""Latent space walks and vector arithmetic (Radford et al. 2016, sections 6.1 and 6.3).
+
+Every function takes a generator: a `keras.Model` or an exported
+`SavedModelGenerator` (anything callable as `generator(z, training=False)`
+that maps z of shape `(batch, latent_dim)` float32 to images in [-1, 1]), plus
+arrays, and returns arrays or numbers. Only `save_walk_grid` and `save_gif`
+write files.
+
+Example:
+
+```python
+from dcgan_keras.export import load_generator
+from dcgan_keras.experiments import latent
+
+gen = load_generator("runs/digits/ckpt.keras")
+images, path = latent.walk_loop(gen, num_points=4, steps=8, seed=0)
+print(latent.smoothness(images, closed=True))
+z = np.random.default_rng(0).standard_normal((64, 100)).astype("float32")
+result = latent.arithmetic(gen, plus=z[[1, 5, 9]], minus=z[[2, 3, 4]], base=z[[7, 8, 11]])
+```
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+METHODS = ("slerp", "lerp")
+
+
+# -- generators --------------------------------------------------------------
+
+
+def latent_size(generator) -> int:
+    """The size of z a generator takes (`latent_dim`, or its input shape's last axis)."""
+    if getattr(generator, "latent_dim", None):
+        return int(generator.latent_dim)
+    return int(generator.input_shape[-1])
+
+
+def render(generator, z, batch_size: int = 256) -> np.ndarray:
+    """Images in [-1, 1] of `generator` for z `(N, latent_dim)`, batch norm in inference mode."""
+    z = np.asarray(z, dtype="float32")
+    if z.ndim == 1:
+        z = z[None]
+    out = [np.asarray(generator(z[i : i + batch_size], training=False), dtype="float32")
+           for i in range(0, len(z), batch_size)]
+    return np.concatenate(out)
+
+
+# -- interpolation -----------------------------------------------------------
+
+
+def _t_array(t):
+    t = np.asarray(t, dtype="float64")
+    return t, t.ndim == 0
+
+
+def lerp(z0, z1, t) -> np.ndarray:
+    """Linear interpolation `(1 - t) z0 + t z1`; `t` a number or a 1-D array (then one row per t)."""
+    z0, z1 = np.asarray(z0), np.asarray(z1)
+    t, scalar = _t_array(t)
+    t = t.reshape(-1, 1)
+    out = (1.0 - t) * z0.astype("float64") + t * z1.astype("float64")
+    return (out[0] if scalar else out).astype(np.result_type(z0, z1, "float32"))
+
+
+def slerp(z0, z1, t) -> np.ndarray:
+    """Spherical interpolation along the great circle from z0 to z1 (White 2016).
+
+    Endpoints are exact; for z0, z1 of equal norm every point keeps that norm.
+    Falls back to `lerp` when z0 and z1 are (anti)parallel.
+    """
+    z0, z1 = np.asarray(z0), np.asarray(z1)
+    a, b = z0.astype("float64"), z1.astype("float64")
+    t, scalar = _t_array(t)
+    t = t.reshape(-1, 1)
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    cos = np.clip(np.dot(a, b) / norms, -1.0, 1.0) if norms > 0 else 1.0
+    omega = np.arccos(cos)
+    sin = np.sin(omega)
+    if sin < 1e-6:
+        return lerp(z0, z1, t[:, 0] if not scalar else t[0, 0])
+    out = np.sin((1.0 - t) * omega) / sin * a + np.sin(t * omega) / sin * b
+    return (out[0] if scalar else out).astype(np.result_type(z0, z1, "float32"))
+
+
+def _interp(method: str):
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}. Received: method={method!r}")
+    return slerp if method == "slerp" else lerp
+
+
+def interpolate(generator, z_start, z_end, steps: int = 8, method: str = "slerp") -> np.ndarray:
+    """Images `(steps, H, W, C)` along the path from `z_start` to `z_end`, both included.
+
+    slerp by default: Gaussian z in high dimension concentrates on a shell of radius ~sqrt(d), and a straight line passes through lower-norm points the generator rarely saw.
+    """
+    if steps < 2:
+        raise ValueError(f"steps must be at least 2. Received: steps={steps}")
+    z = _interp(method)(z_start, z_end, np.linspace(0.0, 1.0, steps))
+    return render(generator, z)
+
+
+def walk_loop(generator, num_points: int = 4, steps: int = 8, seed: int = 0,
+              latent_dim: int | None = None, method: str = "slerp"):
+    """A closed walk through `num_points` random z ~ N(0, I) and back to the first.
+
+    Each of the `num_points` segments contributes `steps` frames (its start
+    included, its end left to the next segment), so the frames loop seamlessly.
+    The points are `DCGAN.noise(num_points, seed)`.
+
+    Returns:
+        `(images, z_path)`: `(num_points * steps, H, W, C)` in [-1, 1] and
+        `(num_points * steps, latent_dim)`.
+    """
+    if num_points < 2 or steps < 1:
+        raise ValueError(
+            f"A walk needs num_points >= 2 and steps >= 1. Received: num_points={num_points}, steps={steps}"
+        )
+    latent_dim = latent_dim or latent_size(generator)
+    points = np.random.default_rng(seed).standard_normal((num_points, latent_dim)).astype("float32")
+    interp = _interp(method)
+    t = np.arange(steps) / steps
+    path = np.concatenate([interp(points[i], points[(i + 1) % num_points], t) for i in range(num_points)])
+    return render(generator, path), path.astype("float32")
+
+
+# -- measurements ------------------------------------------------------------
+
+
+def _step_ratio(x, closed: bool) -> dict:
+    x = np.asarray(x, dtype="float64").reshape(len(x), -1)
+    if closed:
+        x = np.concatenate([x, x[:1]])
+    steps = np.linalg.norm(np.diff(x, axis=0), axis=1)
+    mean = float(steps.mean())
+    return {
+        "smoothness": float(steps.max() / mean) if mean > 0 else 1.0,
+        "max_step": float(steps.max()),
+        "mean_step": mean,
+    }
+
+
+def smoothness(images, features=None, closed: bool = False) -> dict:
+    """How even a sequence of images changes: largest step over mean step (1.0 = perfectly even).
+
+    A jump (an abrupt change of the image between two frames of a walk)
+    makes the score large; a memorizing generator's walk would jump.
+
+    Args:
+        images: `(N, H, W, C)` frames, N >= 2.
+        features: optional function or model from images to feature vectors
+            (e.g. the judge's `features` layer); then the same ratio is also
+            measured in that feature space.
+        closed: also count the step from the last frame back to the first.
+
+    Returns:
+        `{"smoothness", "max_step", "mean_step", "steps"}` with L2 distances in
+        pixel space, and `"feature_smoothness"`, `"feature_max_step"`,
+        `"feature_mean_step"` when `features` is given. A constant sequence
+        scores 1.0.
+    """
+    images = np.asarray(images, dtype="float32")
+    if len(images) < 2:
+        raise ValueError(f"smoothness needs at least 2 frames. Received: {len(images)}")
+    result = _step_ratio(images, closed)
+    result["steps"] = len(images) - (0 if closed else 1)
+    if features is not None:
+        if hasattr(features, "predict"):  # a Keras model
+            feats = features.predict(images, batch_size=256, verbose=0)
+        else:
+            feats = features(images)
+        feats = np.asarray(feats, dtype="float32")
+        result.update({"feature_" + k: v for k, v in _step_ratio(feats, closed).items()})
+    return result
+
+
+def ink_mass(images) -> np.ndarray:
+    """Mean brightness `(x + 1) / 2` of each image, in [0, 1]: stroke thickness for digits."""
+    images = np.asarray(images, dtype="float32")
+    return ((images.reshape(len(images), -1) + 1.0) / 2.0).mean(axis=1)
+
+
+# -- vector arithmetic -------------------------------------------------------
+
+
+def concept_vector(z_exemplars) -> np.ndarray:
+    """The mean of exemplar z's `(k, latent_dim)` (k=3 in the paper: single samples were unstable)."""
+    z = np.asarray(z_exemplars, dtype="float32")
+    if z.ndim == 1:
+        return z
+    if z.ndim != 2 or len(z) == 0:
+        raise ValueError(f"concept_vector needs z of shape (k, latent_dim). Received: {z.shape}")
+    return z.mean(axis=0)
+
+
+def _groups(terms) -> list:
+    """One or more groups of exemplars -> a list of (k, d) arrays."""
+    if terms is None:
+        return []
+    if isinstance(terms, np.ndarray):
+        if terms.ndim == 1:
+            return [terms[None]]
+        if terms.ndim == 2:
+            return [terms]
+        return list(terms)
+    items = [np.asarray(t, dtype="float32") for t in terms]
+    if not items:
+        return []
+    if all(t.ndim == 1 for t in items):  # a list of vectors is one group
+        return [np.stack(items)]
+    return [t[None] if t.ndim == 1 else t for t in items]
+
+
+def arithmetic(generator, plus=(), minus=(), base=None, num_variants: int = 8,
+               noise_scale: float = 0.25, seed: int = 0) -> dict:
+    """Vector arithmetic on averaged exemplars, as in the paper's figure 7.
+
+    `z = mean(base) + (sum of mean(plus group) - sum of mean(minus group))`.
+    `plus`, `minus` and `base` are arrays of exemplar z `(k, latent_dim)` (one
+    group) or lists of such arrays (several groups); each group is averaged.
+    Besides the result, `num_variants` more images are drawn with uniform
+    noise in [-noise_scale, noise_scale] added to z.
+
+    Returns:
+        `{"image": (H, W, C), "images": (1 + num_variants, H, W, C)` (the
+        result first), `"z": (latent_dim,)`, `"zs": (1 + num_variants, latent_dim)}`.
+    """
+    plus, minus, bases = _groups(plus), _groups(minus), _groups(base)
+    if not plus and not minus and not bases:
+        raise ValueError("arithmetic needs at least one of plus, minus or base.")
+    d = (plus + minus + bases)[0].shape[-1]
+    delta = np.zeros(d, "float32")
+    for g in plus:
+        delta = delta + concept_vector(g)
+    for g in minus:
+        delta = delta - concept_vector(g)
+    z = delta
+    if bases:
+        start = sum(concept_vector(g) for g in bases)
+        z = (start + delta).astype("float32")
+    rng = np.random.default_rng(seed)
+    noise = rng.uniform(-noise_scale, noise_scale, (num_variants, d)).astype("float32")
+    zs = np.concatenate([z[None], z[None] + noise]).astype("float32")
+    images = render(generator, zs)
+    return {"image": images[0], "images": images, "z": z.astype("float32"), "zs": zs}
+
+
+def direction(z_group_a, z_group_b) -> np.ndarray:
+    """The vector from concept a to concept b: `mean(b) - mean(a)` (the paper's "turn" vector)."""
+    return concept_vector(z_group_b) - concept_vector(z_group_a)
+
+
+def along_direction(generator, z, direction, scales=None) -> np.ndarray:
+    """Images `(len(scales), H, W, C)` of `z + s * direction` for each scale s (default -2..2 in 9)."""
+    scales = np.linspace(-2.0, 2.0, 9) if scales is None else np.asarray(scales, dtype="float64")
+    z = np.asarray(z, dtype="float32").reshape(-1)
+    d = np.asarray(direction, dtype="float32").reshape(-1)
+    zs = (z[None] + scales.reshape(-1, 1).astype("float32") * d[None]).astype("float32")
+    return render(generator, zs)
+
+
+# -- files ---------------------------------------------------------------------
+
+
+def save_walk_grid(images_per_walk, path, padding: int = 2) -> str:
+    """Writes one row per walk: `images_per_walk` is `(walks, frames, H, W, C)` or a list of walks."""
+    from dcgan_keras.images import image_grid, save_png
+
+    walks = [np.asarray(w, dtype="float32") for w in images_per_walk]
+    if not walks:
+        raise ValueError("save_walk_grid needs at least one walk.")
+    frames = max(len(w) for w in walks)
+    rows = []
+    for w in walks:  # pad shorter walks with white frames
+        if len(w) < frames:
+            w = np.concatenate([w, np.ones((frames - len(w), *w.shape[1:]), "float32")])
+        rows.append(w)
+    return save_png(image_grid(np.concatenate(rows), rows=len(rows), padding=padding), path)
+
+
+def save_gif(images, path, duration_ms: int = 100) -> str:
+    """Writes frames `(N, H, W, C)` in [-1, 1] as a looping GIF (PIL), atomically."""
+    from PIL import Image
+
+    from dcgan_keras.images import to_uint8
+
+    pixels = to_uint8(images)
+    if pixels.ndim == 4 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    frames = [Image.fromarray(p) for p in pixels]
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                   duration=int(duration_ms), loop=0, optimize=False)
+    os.replace(tmp, path)
+    return path

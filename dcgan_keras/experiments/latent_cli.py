@@ -1,0 +1,157 @@
+"""Sub-commands `walk` and `arithmetic`: latent space walks and vector arithmetic.
+
+    python -m dcgan_keras walk --model runs/digits/ckpt.keras --out runs/digits/walks
+    python -m dcgan_keras arithmetic --model saved_models/digits/1 --out runs/digits/arith
+    python -m dcgan_keras arithmetic --model ... --out ... --plus 3,17,40 --minus 5,9,21 --base 1,2,60
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+
+def register(subparsers):
+    p = subparsers.add_parser("walk", help="latent space walks (closed loops) as a PNG grid and a GIF")
+    p.add_argument("--model", required=True, help="a .keras checkpoint or a SavedModel version folder")
+    p.add_argument("--walks", type=int, default=4, help="number of walks (rows of the grid)")
+    p.add_argument("--points", type=int, default=4, help="random points each walk loops through")
+    p.add_argument("--steps", type=int, default=8, help="frames between two points")
+    p.add_argument("--method", default="slerp", choices=("slerp", "lerp"))
+    p.add_argument("--seed", type=int, default=0, help="walk i uses seed + i")
+    p.add_argument("--duration-ms", type=int, default=100, help="GIF frame duration")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=_run_walk)
+
+    p = subparsers.add_parser(
+        "arithmetic",
+        help="latent vector arithmetic: without indices, a numbered grid to pick exemplars from",
+    )
+    p.add_argument("--model", required=True, help="a .keras checkpoint or a SavedModel version folder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the numbered samples")
+    p.add_argument("--grid-size", type=int, default=64, help="number of numbered samples")
+    p.add_argument("--plus", default=None, help="indices of exemplars to add, e.g. 3,17,40")
+    p.add_argument("--minus", default=None, help="indices of exemplars to subtract")
+    p.add_argument("--base", default=None, help="indices of exemplars to start from")
+    p.add_argument("--noise-scale", type=float, default=0.25)
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=_run_arithmetic)
+
+
+def _load(path):
+    from dcgan_keras.export import load_generator
+
+    try:
+        return load_generator(path)
+    except (FileNotFoundError, OSError) as error:
+        raise ValueError(str(error)) from error
+
+
+def _run_walk(args) -> int:
+    from dcgan_keras.experiments import latent
+    from dcgan_keras.images import image_grid
+
+    if args.walks < 1:
+        raise ValueError(f"--walks must be positive. Received: {args.walks}")
+    generator = _load(args.model)
+    walks, scores = [], []
+    for i in range(args.walks):
+        images, _ = latent.walk_loop(generator, num_points=args.points, steps=args.steps,
+                                     seed=args.seed + i, method=args.method)
+        walks.append(images)
+        scores.append(latent.smoothness(images, closed=True))
+    os.makedirs(args.out, exist_ok=True)
+    grid_path = latent.save_walk_grid(walks, os.path.join(args.out, f"walks_{args.method}.png"))
+    # One GIF frame per step: the walks side by side, in one column.
+    stacked = np.stack(walks, axis=1)  # (frames, walks, H, W, C)
+    frames = np.stack([image_grid(f, rows=len(walks)) for f in stacked])
+    gif_path = latent.save_gif(frames, os.path.join(args.out, f"walks_{args.method}.gif"),
+                               duration_ms=args.duration_ms)
+    print(json.dumps({
+        "grid": grid_path,
+        "gif": gif_path,
+        "frames": len(frames),
+        "method": args.method,
+        "smoothness": [round(s["smoothness"], 4) for s in scores],
+        "mean_smoothness": round(float(np.mean([s["smoothness"] for s in scores])), 4),
+        "walks": scores,
+    }, indent=1))
+    return 0
+
+
+def _indices(text, name, limit):
+    if not text:
+        return None
+    try:
+        idx = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--{name} must be comma-separated integers. Received: {text!r}") from None
+    bad = [i for i in idx if not 0 <= i < limit]
+    if bad or not idx:
+        raise ValueError(f"--{name} indices must be in 0..{limit - 1}. Received: {text!r}")
+    return idx
+
+
+def numbered_grid(images, path, scale: int = 2) -> str:
+    """Writes a grid of images with each image's index drawn in its corner."""
+    from PIL import Image, ImageDraw
+
+    from dcgan_keras.images import image_grid, to_uint8
+
+    images = np.asarray(images, dtype="float32")
+    n, h, w, _ = images.shape
+    padding = 2
+    grid = to_uint8(image_grid(images, padding=padding))
+    pil = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).convert("RGB")
+    pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+    draw = ImageDraw.Draw(pil)
+    cols = (grid.shape[1] - padding) // (w + padding)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        x, y = (padding + c * (w + padding)) * scale, (padding + r * (h + padding)) * scale
+        draw.rectangle([x, y, x + 6 * len(str(i)) + 2, y + 11], fill=(255, 255, 0))
+        draw.text((x + 1, y), str(i), fill=(255, 0, 0))
+    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+    pil.save(path)
+    return os.fspath(path)
+
+
+def _run_arithmetic(args) -> int:
+    from dcgan_keras.experiments import latent
+    from dcgan_keras.images import image_grid, save_png
+
+    generator = _load(args.model)
+    d = latent.latent_size(generator)
+    z = np.random.default_rng(args.seed).standard_normal((args.grid_size, d)).astype("float32")
+    plus = _indices(args.plus, "plus", args.grid_size)
+    minus = _indices(args.minus, "minus", args.grid_size)
+    base = _indices(args.base, "base", args.grid_size)
+    os.makedirs(args.out, exist_ok=True)
+    if plus is None and minus is None and base is None:
+        path = numbered_grid(latent.render(generator, z), os.path.join(args.out, f"pick_seed{args.seed}.png"))
+        print(json.dumps({
+            "grid": path,
+            "hint": "pick ~3 exemplars per concept and rerun with --plus i,j,k --minus i,j,k --base i,j,k",
+        }, indent=1))
+        return 0
+    result = latent.arithmetic(
+        generator, plus=z[plus] if plus else None, minus=z[minus] if minus else None,
+        base=z[base] if base else None, noise_scale=args.noise_scale, seed=args.seed,
+    )
+    fan_path = save_png(image_grid(result["images"], rows=3), os.path.join(args.out, "arithmetic_fan.png"))
+    # The terms as in the paper's figure 7: the exemplars' mean images, then the result.
+    terms = [latent.concept_vector(z[idx]) for idx in (base, plus, minus) if idx]
+    terms_path = save_png(
+        image_grid(np.concatenate([latent.render(generator, np.stack(terms)), result["images"][:1]]), rows=1),
+        os.path.join(args.out, "arithmetic_terms.png"),
+    )
+    np.save(os.path.join(args.out, "arithmetic_z.npy"), result["zs"])
+    print(json.dumps({
+        "fan": fan_path,
+        "terms": terms_path,
+        "plus": plus, "minus": minus, "base": base,
+        "result_ink_mass": round(float(latent.ink_mass(result["images"][:1])[0]), 4),
+    }, indent=1))
+    return 0

@@ -1,0 +1,165 @@
+"""Latent space walks and vector arithmetic (dcgan_keras.experiments.latent, the walk/arithmetic CLI)."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import dcgan_keras as dk
+from dcgan_keras.cli import main
+from dcgan_keras.experiments import latent
+
+import keras
+
+# The same networks as the `tiny_config` fixture (module-scoped fixtures cannot use it).
+TINY = dict(image_size=32, channels=1, latent_dim=16, base_width=8, batch_size=32, seed=1)
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    keras.utils.set_random_seed(0)
+    gan = dk.DCGAN.from_config(dk.Config(**TINY))
+    gan.compile()
+    return gan
+
+
+@pytest.fixture(scope="module")
+def trained():
+    keras.utils.set_random_seed(1)
+    gan = dk.DCGAN.from_config(dk.Config(**TINY))
+    gan.compile()
+    gan.fit(dk.make_dataset("digits", image_size=32, batch_size=64, seed=0), epochs=2, verbose=0)
+    return gan
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    path = dk.export_generator(trained, tmp_path_factory.mktemp("export"))
+    return dk.load_generator(path)
+
+
+def test_slerp_stays_on_the_gaussian_shell_while_lerp_cuts_through_it():
+    rng = np.random.default_rng(0)
+    z0, z1 = rng.standard_normal((2, 100)).astype("float32")
+    for f in (latent.slerp, latent.lerp):
+        assert np.array_equal(f(z0, z1, 0.0), z0) and np.array_equal(f(z0, z1, 1.0), z1)
+        path = f(z0, z1, np.linspace(0, 1, 5))
+        assert path.shape == (5, 100) and path.dtype == np.float32
+        assert np.array_equal(path[0], z0) and np.array_equal(path[-1], z1)
+    ends = (np.linalg.norm(z0) + np.linalg.norm(z1)) / 2
+    assert abs(np.linalg.norm(latent.slerp(z0, z1, 0.5)) / ends - 1) < 0.1
+    # Two random 100-d Gaussians are nearly orthogonal: the straight midpoint has norm ~ 1/sqrt(2).
+    assert abs(np.linalg.norm(latent.lerp(z0, z1, 0.5)) / ends - 1 / np.sqrt(2)) < 0.1
+    norms = np.linalg.norm(latent.slerp(z0, z1, np.linspace(0, 1, 9)), axis=1)
+    assert norms.min() > 0.9 * ends
+    assert np.allclose(latent.slerp(z0, 2 * z0, 0.5), 1.5 * z0)  # parallel: falls back to lerp
+    with pytest.raises(ValueError, match="method"):
+        latent.interpolate(None, z0, z1, method="cubic")
+
+
+def test_smoothness_is_one_for_even_steps_and_large_for_a_jump():
+    ramp = np.linspace(-1, 1, 10, dtype="float32")[:, None, None, None] * np.ones((10, 4, 4, 1), "float32")
+    assert latent.smoothness(ramp)["smoothness"] == pytest.approx(1.0, abs=1e-5)
+    jump = ramp.copy()
+    jump[5:] += 3.0
+    scores = latent.smoothness(jump, features=lambda x: x.reshape(len(x), -1)[:, :2])
+    assert scores["smoothness"] > 5 and scores["feature_smoothness"] > 5
+    assert scores["steps"] == 9 and scores["max_step"] > scores["mean_step"]
+    assert latent.smoothness(np.zeros((3, 4, 4, 1)))["smoothness"] == 1.0
+    assert latent.smoothness(ramp, closed=True)["steps"] == 10
+
+
+def test_walks_of_untrained_and_trained_generators_differ(untrained, trained):
+    images, path = latent.walk_loop(trained.sampler, num_points=4, steps=8, seed=3)
+    assert images.shape == (32, 32, 32, 1) and path.shape == (32, 16)
+    assert images.min() >= -1 and images.max() <= 1
+    points = trained.noise(4, seed=3)
+    assert np.allclose(path[::8], points)  # the loop visits each point at its segment's start
+    np.testing.assert_allclose(images[8], trained.generate(z=points[1:2])[0], atol=1e-5)
+    before = [latent.smoothness(latent.walk_loop(untrained.sampler, seed=s)[0], closed=True)["smoothness"]
+              for s in range(4)]
+    after = [latent.smoothness(latent.walk_loop(trained.sampler, seed=s)[0], closed=True)["smoothness"]
+             for s in range(4)]
+    assert all(s >= 1 for s in before + after)
+    assert abs(np.mean(before) - np.mean(after)) > 0.05
+    strip = latent.interpolate(trained.sampler, points[0], points[1], steps=6)
+    assert strip.shape == (6, 32, 32, 1)
+    np.testing.assert_allclose(strip[-1], images[8], atol=1e-5)
+
+
+def test_arithmetic_concept_vectors_and_noise_fan(trained):
+    gen = trained.sampler
+    z = trained.noise(12, seed=5)
+    assert np.allclose(latent.concept_vector(z[:3]), z[:3].mean(axis=0))
+    same = latent.arithmetic(gen, plus=z[:3], minus=z[:3], base=z[3:6])
+    assert np.array_equal(same["z"], latent.concept_vector(z[3:6]))
+    np.testing.assert_allclose(same["image"], trained.generate(z=z[3:6].mean(0, keepdims=True))[0], atol=1e-5)
+    result = latent.arithmetic(gen, plus=[z[:3], z[9:12]], minus=z[6:9], base=z[3:6], seed=1)
+    expected = z[3:6].mean(0) + z[:3].mean(0) + z[9:12].mean(0) - z[6:9].mean(0)
+    np.testing.assert_allclose(result["z"], expected, atol=1e-5)
+    assert result["images"].shape == (9, 32, 32, 1) and result["zs"].shape == (9, 16)
+    noise = result["zs"][1:] - result["z"]
+    assert np.abs(noise).max() <= 0.25 and np.abs(noise).max() > 0.1
+    flat = result["images"].reshape(9, -1)
+    assert len({row.tobytes() for row in flat}) == 9  # nine distinct images
+    np.testing.assert_allclose(result["images"][0], trained.generate(z=expected[None])[0], atol=1e-4)
+
+
+def test_along_direction_scale_zero_is_the_image_of_z(trained):
+    gen = trained.sampler
+    z = trained.noise(7, seed=2)
+    turn = latent.direction(z[:3], z[3:6])
+    assert np.allclose(turn, z[3:6].mean(0) - z[:3].mean(0))
+    strip = latent.along_direction(gen, z[6], turn)
+    assert strip.shape == (9, 32, 32, 1)
+    np.testing.assert_allclose(strip[4], trained.generate(z=z[6:7])[0], atol=1e-5)
+    assert not np.allclose(strip[0], strip[8])
+    ink = latent.ink_mass(np.stack([-np.ones((4, 4, 1)), np.ones((4, 4, 1)), np.zeros((4, 4, 1))]))
+    assert np.allclose(ink, [0.0, 1.0, 0.5])
+
+
+def test_everything_works_with_a_savedmodel_export(trained, exported):
+    keras_gen, saved = trained.sampler, exported
+    assert latent.latent_size(saved) == 16
+    tol = 1 / 127.5 + 1e-5  # the export rounds pixels to uint8
+    z = trained.noise(9, seed=4)
+    np.testing.assert_allclose(latent.interpolate(saved, z[0], z[1], steps=5),
+                               latent.interpolate(keras_gen, z[0], z[1], steps=5), atol=tol)
+    images, path = latent.walk_loop(saved, num_points=3, steps=4, seed=1)
+    ref, ref_path = latent.walk_loop(keras_gen, num_points=3, steps=4, seed=1)
+    assert images.shape == (12, 32, 32, 1) and np.array_equal(path, ref_path)
+    np.testing.assert_allclose(images, ref, atol=tol)
+    assert latent.smoothness(images, closed=True)["smoothness"] >= 1
+    result = latent.arithmetic(saved, plus=z[:3], minus=z[3:6], base=z[6:9])
+    np.testing.assert_allclose(result["images"],
+                               latent.arithmetic(keras_gen, plus=z[:3], minus=z[3:6], base=z[6:9])["images"],
+                               atol=tol)
+    strip = latent.along_direction(saved, z[0], latent.direction(z[:3], z[3:6]))
+    np.testing.assert_allclose(strip[4], keras_gen(z[:1], training=False).numpy()[0], atol=tol)
+
+
+def test_walk_and_arithmetic_commands_write_their_files(untrained, exported, tmp_path, capsys):
+    ckpt = tmp_path / "ckpt.keras"
+    untrained.save(ckpt)
+    out = tmp_path / "walks"
+    assert main(["walk", "--model", str(ckpt), "--walks", "2", "--points", "2", "--steps", "4",
+                 "--seed", "0", "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["smoothness"]) == 2 and report["frames"] == 8
+    assert Image.open(out / "walks_slerp.png").size == (8 * 34 + 2, 2 * 34 + 2)
+    gif = Image.open(out / "walks_slerp.gif")
+    assert gif.n_frames == 8 and gif.size == (34 + 2, 2 * 34 + 2)
+
+    model = exported.path
+    out = tmp_path / "arith"
+    assert main(["arithmetic", "--model", model, "--grid-size", "16", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert (out / "pick_seed0.png").exists()
+    assert main(["arithmetic", "--model", model, "--grid-size", "16", "--out", str(out),
+                 "--plus", "1,2,3", "--minus", "4,5,6", "--base", "7,8,9"]) == 0
+    capsys.readouterr()
+    assert Image.open(out / "arithmetic_fan.png").size == (3 * 34 + 2, 3 * 34 + 2)
+    assert np.load(out / "arithmetic_z.npy").shape == (9, 16)
+    assert main(["arithmetic", "--model", model, "--grid-size", "16", "--out", str(out), "--plus", "1,99"]) == 2
+    assert main(["walk", "--model", str(tmp_path / "missing.keras"), "--out", str(out)]) == 2
