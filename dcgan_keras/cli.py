@@ -8,10 +8,10 @@ import json
 import os
 import sys
 
-DEFAULT_EPOCHS = 25
+DEFAULT_EPOCHS = 20
 
 # Modules with a register(subparsers) function that adds sub-commands.
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = ["dcgan_keras.experiments.latent_cli", "dcgan_keras.serving_cli"]
 
 
 def _add_train(subparsers):
@@ -22,7 +22,9 @@ def _add_train(subparsers):
     p.add_argument("--channels", type=int, default=None,
                    help="1 or 3 (default: the dataset's own; digits 1, folders 3)")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="images per step (paper: 128; 64 gives twice the updates per epoch, "
+                        "which measured cleaner on the 5,000 digits)")
     p.add_argument("--latent-dim", type=int, default=100)
     p.add_argument("--base-width", type=int, default=64)
     p.add_argument("--learning-rate", type=float, default=2e-4)
@@ -38,6 +40,7 @@ def _add_train(subparsers):
     p.add_argument("--data-dir", default=None, help="TFDS data folder")
     p.add_argument("--sample-every", type=int, default=1)
     p.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/logs")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/backup (killed or finished run)")
     p.set_defaults(func=_run_train)
 
 
@@ -66,6 +69,7 @@ def _run_train(args) -> int:
     summary = train(
         config, run_dir, dataset=args.dataset, epochs=args.epochs, export_dir=export_dir,
         sample_every=args.sample_every, tensorboard=args.tensorboard, data_dir=args.data_dir,
+        resume=args.resume,
     )
     print(json.dumps({
         "run_dir": summary["run_dir"],
@@ -95,6 +99,6 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, RuntimeError, FileExistsError, TypeError) as error:
+    except (ValueError, RuntimeError, FileExistsError, FileNotFoundError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

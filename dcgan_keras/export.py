@@ -25,10 +25,20 @@ def next_version(base_dir) -> int:
 def export_generator(model, base_dir, version: int | None = None) -> str:
     """Writes the generator to `base_dir/<version>/` as a SavedModel.
 
-    Its `serving_default` signature maps `z` (float32 `[batch, latent_dim]`)
-    to `images` (uint8 `[batch, H, W, C]`, 0..255), with batch norm in
-    inference mode. An existing version is never overwritten; the folder is
-    written under a temporary name and renamed when complete.
+    The SavedModel has three signatures, all with batch norm in inference mode:
+
+    - `serving_default`: `z` (float32 `[batch, latent_dim]`) -> `images`
+      (uint8 `[batch, H, W, C]`, 0..255).
+    - `sample`: `seed` (int64 scalar) and `num_images` (int32 scalar) ->
+      `images` (uint8 `[num_images, H, W, C]`). z is drawn inside the graph
+      with `tf.random.stateless_normal`, so the same seed always gives the
+      same images, wherever the model is loaded.
+    - `png`: `z` -> `png_bytes` (string `[batch]`, one PNG file per image).
+      The output name ends in `_bytes` because TF Serving's REST API
+      base64-encodes only string outputs so named (`{"b64": "..."}`).
+
+    An existing version is never overwritten; the folder is written under a
+    temporary name and renamed when complete.
 
     Args:
         model: a `DCGAN` (its `sampler` is exported) or a generator model.
@@ -54,17 +64,43 @@ def export_generator(model, base_dir, version: int | None = None) -> str:
     module = tf.Module()
     module.generator = generator
 
+    def to_pixels(z):
+        images = tf.cast(generator(z, training=False), tf.float32)
+        return tf.cast(tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
+
     @tf.function(input_signature=[tf.TensorSpec([None, latent_dim], tf.float32, name="z")])
     def serving_default(z):
-        images = tf.cast(generator(z, training=False), tf.float32)
-        pixels = tf.cast(tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
-        return {"images": pixels}
+        return {"images": to_pixels(z)}
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([], tf.int64, name="seed"),
+            tf.TensorSpec([], tf.int32, name="num_images"),
+        ]
+    )
+    def sample(seed, num_images):
+        tf.debugging.assert_non_negative(num_images, message="num_images must be >= 0")
+        z = tf.random.stateless_normal(
+            tf.stack([num_images, tf.constant(latent_dim, tf.int32)]),
+            seed=tf.stack([seed, tf.constant(0, tf.int64)]),
+            dtype=tf.float32,
+        )
+        return {"images": to_pixels(z)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, latent_dim], tf.float32, name="z")])
+    def png(z):
+        encoded = tf.map_fn(tf.io.encode_png, to_pixels(z), fn_output_signature=tf.TensorSpec([], tf.string))
+        return {"png_bytes": encoded}
 
     module.serving_default = serving_default
+    module.sample = sample
+    module.png = png
     os.makedirs(base_dir, exist_ok=True)
     tmp = target + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tf.saved_model.save(module, tmp, signatures={"serving_default": serving_default})
+    tf.saved_model.save(
+        module, tmp, signatures={"serving_default": serving_default, "sample": sample, "png": png}
+    )
     os.replace(tmp, target)
     return target
 

@@ -1,0 +1,100 @@
+"""Sub-commands `export` and `sample`: SavedModels for TF Serving, and sampling from them.
+
+    python -m dcgan_keras export --checkpoint runs/digits/ckpt.keras --name digits
+    python -m dcgan_keras export --checkpoint runs/digits/ckpt.keras --name digits --version 7
+    python -m dcgan_keras sample --model saved_models/digits/1 --num 64 --seed 0 --out grid.png
+
+`sample` needs only TensorFlow and the SavedModel (its `sample` signature),
+not the checkpoint or the Keras model code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+def register(subparsers):
+    p = subparsers.add_parser("export", help="export a checkpoint's generator as a SavedModel for TF Serving")
+    p.add_argument("--checkpoint", required=True, help="a .keras file, e.g. runs/digits/ckpt.keras")
+    p.add_argument("--name", required=True, help="model name: the export goes to EXPORT_ROOT/NAME/VERSION")
+    p.add_argument("--export-root", default="saved_models", help="folder of all exported models")
+    p.add_argument("--version", type=int, default=None, help="version number (default: the next free one)")
+    p.set_defaults(func=_run_export)
+
+    p = subparsers.add_parser("sample", help="sample a PNG grid from an exported SavedModel")
+    p.add_argument("--model", required=True, help="a SavedModel version folder, e.g. saved_models/digits/1")
+    p.add_argument("--num", type=int, default=64, help="number of images")
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
+    p.add_argument("--rows", type=int, default=None, help="rows of the grid (default: about square)")
+    p.add_argument("--out", required=True, help="output PNG file")
+    p.set_defaults(func=_run_sample)
+
+
+def _check_name(name: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ValueError(
+            f"--name must be a plain folder name such as 'digits' (no path separators). Received: {name!r}"
+        )
+    return name
+
+
+def _run_export(args) -> int:
+    name = _check_name(args.name)
+    checkpoint = os.fspath(args.checkpoint)
+    if not checkpoint.endswith(".keras"):
+        raise ValueError(f"--checkpoint must be a .keras file (e.g. runs/NAME/ckpt.keras). Received: {checkpoint!r}")
+    if not os.path.isfile(checkpoint):
+        raise FileNotFoundError(f"No checkpoint file at {checkpoint!r}.")
+    if args.version is not None and args.version < 1:
+        raise ValueError(f"--version must be a positive integer. Received: {args.version}")
+
+    from dcgan_keras.export import export_generator, load_generator
+
+    generator = load_generator(checkpoint)  # a DCGAN gives its sampler (the EMA generator if kept)
+    path = export_generator(generator, os.path.join(args.export_root, name), version=args.version)
+    print(json.dumps({"export": path, "signatures": ["serving_default", "sample", "png"]}, indent=2))
+    return 0
+
+
+def load_sampler(path):
+    """The `sample` signature of an exported SavedModel: `(seed, num_images) -> {"images": uint8}`."""
+    path = os.fspath(path)
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise FileNotFoundError(
+            f"No SavedModel at {path!r} (no saved_model.pb). Pass a version folder such as "
+            "saved_models/NAME/1, written by `train` or `export`."
+        )
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path)
+    if "sample" not in loaded.signatures:
+        raise ValueError(
+            f"The SavedModel at {path!r} has no 'sample' signature (it has {sorted(loaded.signatures)}); "
+            "it was exported by an older version. Export it again with `python -m dcgan_keras export`."
+        )
+    signature = loaded.signatures["sample"]
+
+    def sample(seed, num_images):
+        _ = loaded  # keeps the SavedModel's variables alive as long as this function
+        return signature(seed=seed, num_images=num_images)
+
+    return sample
+
+
+def _run_sample(args) -> int:
+    if args.num < 1:
+        raise ValueError(f"--num must be a positive integer. Received: {args.num}")
+    if args.rows is not None and args.rows < 1:
+        raise ValueError(f"--rows must be a positive integer. Received: {args.rows}")
+    import numpy as np
+    import tensorflow as tf
+
+    from dcgan_keras.images import image_grid, save_png
+
+    sample = load_sampler(args.model)
+    pixels = sample(seed=tf.constant(args.seed, tf.int64), num_images=tf.constant(args.num, tf.int32))["images"]
+    images = pixels.numpy().astype("float32") / 127.5 - 1.0  # uint8 0..255 -> [-1, 1]
+    path = save_png(image_grid(images, rows=args.rows), args.out)
+    print(json.dumps({"out": path, "images": list(np.shape(images))}))
+    return 0

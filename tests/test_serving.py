@@ -1,0 +1,265 @@
+"""The exported SavedModel's signatures, reloading without Keras, TF Serving, the CLI, and resuming training."""
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import dcgan_keras as dk
+import tensorflow as tf
+from dcgan_keras.cli import main
+
+SIGNATURES = ("serving_default", "sample", "png")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny DCGAN (the `tiny_config` model, with EMA) and its export, shared by the module."""
+    config = dk.Config(image_size=32, channels=1, latent_dim=16, base_width=8, batch_size=32, seed=1, ema_decay=0.9)
+    gan = dk.DCGAN.from_config(config)
+    path = dk.export_generator(gan, tmp_path_factory.mktemp("export") / "digits")
+    return gan, path, tf.saved_model.load(path)
+
+
+def _expected_pixels(gan, z):
+    return dk.to_uint8(gan.sampler(z, training=False))
+
+
+def test_the_three_signatures_have_named_fully_typed_inputs_and_outputs(exported):
+    _, _, loaded = exported
+    assert sorted(loaded.signatures) == sorted(SIGNATURES)
+    specs = {name: loaded.signatures[name].structured_input_signature[1] for name in SIGNATURES}
+    outputs = {name: loaded.signatures[name].structured_outputs for name in SIGNATURES}
+
+    assert specs["serving_default"]["z"].dtype == tf.float32
+    assert specs["serving_default"]["z"].shape.as_list() == [None, 16]
+    assert outputs["serving_default"]["images"].dtype == tf.uint8
+    assert outputs["serving_default"]["images"].shape.as_list() == [None, 32, 32, 1]
+
+    assert set(specs["sample"]) == {"seed", "num_images"}
+    assert specs["sample"]["seed"].dtype == tf.int64 and specs["sample"]["seed"].shape.rank == 0
+    assert specs["sample"]["num_images"].dtype == tf.int32 and specs["sample"]["num_images"].shape.rank == 0
+    assert outputs["sample"]["images"].dtype == tf.uint8
+    assert outputs["sample"]["images"].shape.as_list() == [None, 32, 32, 1]
+
+    assert specs["png"]["z"].dtype == tf.float32 and specs["png"]["z"].shape.as_list() == [None, 16]
+    assert list(outputs["png"]) == ["png_bytes"]  # "_bytes": TF Serving's REST API returns it as {"b64": ...}
+    assert outputs["png"]["png_bytes"].dtype == tf.string
+    assert outputs["png"]["png_bytes"].shape.as_list() == [None]
+
+
+def test_serving_default_matches_the_generator_in_inference_mode(exported):
+    gan, _, loaded = exported
+    served = loaded.signatures["serving_default"]
+    for batch in (1, 64):
+        z = gan.noise(batch, seed=batch)
+        images = served(z=tf.constant(z))["images"].numpy()
+        assert images.dtype == np.uint8 and images.shape == (batch, 32, 32, 1)
+        assert np.abs(images.astype(int) - _expected_pixels(gan, z).astype(int)).max() <= 1
+
+
+def test_sample_gives_the_same_images_for_the_same_seed_and_others_for_another(exported):
+    gan, _, loaded = exported
+    sample = loaded.signatures["sample"]
+
+    def draw(seed, num):
+        return sample(seed=tf.constant(seed, tf.int64), num_images=tf.constant(num, tf.int32))["images"].numpy()
+
+    first, again, other = draw(0, 5), draw(0, 5), draw(1, 5)
+    assert first.dtype == np.uint8 and first.shape == (5, 32, 32, 1)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    # z comes from tf.random.stateless_normal with seed (seed, 0): the images are those of that z.
+    z = tf.random.stateless_normal([5, 16], seed=tf.constant([0, 0], tf.int64)).numpy()
+    assert np.abs(first.astype(int) - _expected_pixels(gan, z).astype(int)).max() <= 1
+    assert draw(2**40, 1).shape == (1, 32, 32, 1)  # the whole int64 range is a valid seed
+
+
+def test_png_decodes_to_the_pixels_of_serving_default(exported):
+    gan, _, loaded = exported
+    z = tf.constant(gan.noise(3, seed=7))
+    encoded = loaded.signatures["png"](z=z)["png_bytes"].numpy()
+    images = loaded.signatures["serving_default"](z=z)["images"].numpy()
+    assert encoded.shape == (3,) and all(png.startswith(b"\x89PNG") for png in encoded)
+    decoded = np.stack([tf.io.decode_png(png, channels=1).numpy() for png in encoded])
+    np.testing.assert_array_equal(decoded, images)
+
+
+def test_the_export_reloads_in_a_process_that_imports_only_tensorflow(exported):
+    gan, path, loaded = exported
+    code = (
+        "import json, sys\n"
+        "import numpy as np\n"
+        "import tensorflow as tf\n"
+        "loaded = tf.saved_model.load(sys.argv[1])\n"
+        "z = tf.constant(np.asarray(json.loads(sys.argv[2]), np.float32))\n"
+        "pixels = loaded.signatures['serving_default'](z=z)['images'].numpy()\n"
+        "sampled = loaded.signatures['sample'](seed=tf.constant(3, tf.int64), num_images=tf.constant(2))['images']\n"
+        "assert 'dcgan_keras' not in sys.modules\n"
+        "print(json.dumps({'pixels': pixels.tolist(), 'sampled': sampled.numpy().tolist()}))\n"
+    )
+    z = gan.noise(2, seed=11)
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-c", code, path, json.dumps(z.tolist())],
+        capture_output=True, text=True, timeout=120, env=env, cwd=os.path.dirname(path),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_array_equal(np.array(out["pixels"], np.uint8), loaded.signatures["serving_default"](z=tf.constant(z))["images"].numpy())
+    assert np.abs(np.array(out["pixels"]) - _expected_pixels(gan, z).astype(int)).max() <= 1
+    sampled = loaded.signatures["sample"](seed=tf.constant(3, tf.int64), num_images=tf.constant(2))["images"].numpy()
+    np.testing.assert_array_equal(np.array(out["sampled"], np.uint8), sampled)
+
+
+def _saved_model_cli():
+    return shutil.which("saved_model_cli") or next(
+        (p for p in [os.path.join(os.path.dirname(sys.executable), "saved_model_cli")] if os.path.exists(p)), None
+    )
+
+
+def test_saved_model_cli_lists_the_signatures_and_their_inputs(exported):
+    _, path, _ = exported
+    cli = _saved_model_cli()
+    if cli is None:
+        pytest.skip("saved_model_cli not found on PATH nor next to the Python interpreter")
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([cli, "show", "--all", "--dir", path], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in SIGNATURES:
+        assert f"signature_def['{name}']" in result.stdout
+    for name in ("inputs['z']", "inputs['seed']", "inputs['num_images']", "outputs['images']", "outputs['png_bytes']"):
+        assert name in result.stdout
+    assert "DT_INT64" in result.stdout and "DT_UINT8" in result.stdout and "DT_STRING" in result.stdout
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url, body):
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_tf_serving_answers_rest_predict_requests(exported, tmp_path):
+    server = shutil.which("tensorflow_model_server")
+    if server is None:
+        pytest.skip("tensorflow_model_server not on PATH (install TF Serving, or use its docker image; see README)")
+    gan, path, loaded = exported
+    base = tmp_path / "models" / "digits"
+    shutil.copytree(path, base / "1")
+    port = _free_port()
+    process = subprocess.Popen(
+        [server, f"--rest_api_port={port}", "--port=0", "--model_name=digits", f"--model_base_path={base}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/v1/models/digits"
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if json.loads(response.read())["model_version_status"][0]["state"] == "AVAILABLE":
+                        break
+            except OSError:
+                pass
+            assert process.poll() is None, "tensorflow_model_server exited"
+            time.sleep(0.5)
+        else:
+            pytest.fail("tensorflow_model_server did not make the model available in 60 s")
+        z = gan.noise(2, seed=5)
+        expected = loaded.signatures["serving_default"](z=tf.constant(z))["images"].numpy()
+        out = _post(url + ":predict", {"instances": z.tolist()})
+        np.testing.assert_array_equal(np.array(out["predictions"], np.uint8), expected)
+        out = _post(url + ":predict", {"signature_name": "sample", "inputs": {"seed": 0, "num_images": 4}})
+        sampled = loaded.signatures["sample"](seed=tf.constant(0, tf.int64), num_images=tf.constant(4))["images"]
+        np.testing.assert_array_equal(np.array(out["outputs"], np.uint8), sampled.numpy())
+        out = _post(url + ":predict", {"signature_name": "png", "instances": z.tolist()})
+        decoded = [tf.io.decode_png(base64.b64decode(p["b64"]), channels=1).numpy() for p in out["predictions"]]
+        np.testing.assert_array_equal(np.stack(decoded), expected)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_cli_exports_a_checkpoint_and_samples_a_grid_from_the_saved_model(tiny_config, tmp_path, capsys):
+    gan = dk.DCGAN.from_config(tiny_config)
+    gan.compile()
+    gan.save(tmp_path / "ckpt.keras")
+    root = tmp_path / "saved_models"
+    assert main(["export", "--checkpoint", str(tmp_path / "ckpt.keras"), "--name", "digits", "--export-root", str(root)]) == 0
+    assert json.loads(capsys.readouterr().out)["export"] == str(root / "digits" / "1")
+    assert main(["export", "--checkpoint", str(tmp_path / "ckpt.keras"), "--name", "digits",
+                 "--export-root", str(root), "--version", "1"]) == 2
+    assert "never overwritten" in capsys.readouterr().err
+
+    out = tmp_path / "grid.png"
+    args = ["sample", "--model", str(root / "digits" / "1"), "--num", "6", "--seed", "0"]
+    assert main(args + ["--out", str(out)]) == 0
+    grid = np.asarray(Image.open(out))
+    assert grid.dtype == np.uint8 and grid.shape == (2 * 34 + 2, 3 * 34 + 2)  # 2 rows x 3 columns, padding 2
+    assert main(args + ["--out", str(tmp_path / "again.png")]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "again.png")), grid)  # same seed, same grid
+    # The grid holds the sample signature's pixels: first image at (2, 2).
+    loaded = tf.saved_model.load(str(root / "digits" / "1"))
+    first = loaded.signatures["sample"](seed=tf.constant(0, tf.int64), num_images=tf.constant(6))["images"].numpy()[0]
+    np.testing.assert_array_equal(grid[2:34, 2:34], first[..., 0])
+
+    capsys.readouterr()
+    assert main(["sample", "--model", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "saved_model.pb" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(tmp_path / "missing.keras"), "--name", "x"]) == 2
+    assert "No checkpoint" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(tmp_path / "ckpt.keras"), "--name", "a/b"]) == 2
+    assert main(args[:-2] + ["--num", "0", "--out", str(out)]) == 2
+
+
+def test_resume_restores_weights_optimizer_states_noise_and_epoch_counter(tiny_config, tmp_path):
+    # One batch per epoch: tf.data's shuffle order is not backed up, and with a
+    # single batch it only permutes the batch, which leaves the update the same
+    # up to float rounding.
+    data = np.random.default_rng(0).uniform(0, 1, (32, 32, 32, 1)).astype("float32")
+    kwargs = dict(dataset=data, export_dir=None, verbose=0, sample_every=10)
+    straight = dk.train(tiny_config, tmp_path / "straight", epochs=2, **kwargs)
+    first = dk.train(tiny_config, tmp_path / "resumed", epochs=1, **kwargs)
+    assert first["model"].g_optimizer.iterations.numpy() == 1
+    assert (tmp_path / "resumed" / "backup" / "latest.weights.h5").exists()
+    csv_path = tmp_path / "resumed" / "history.csv"
+    header = csv_path.read_text().splitlines()[0]
+    with open(csv_path, "a") as f:  # a row written just before a kill, after the last backup
+        f.write(",".join("1" if k == "epoch" else "9.0" for k in header.split(",")) + "\n")
+    resumed = dk.train(tiny_config, tmp_path / "resumed", epochs=2, resume=True, **kwargs)
+
+    a, b = straight["model"], resumed["model"]
+    # The epoch counter: the resumed call ran only the second epoch.
+    assert len(resumed["history"]["g_loss"]) == 1
+    np.testing.assert_allclose(resumed["history"]["g_loss"][0], straight["history"]["g_loss"][1], rtol=1e-5)
+    logged = dk.callbacks.read_history_csv(csv_path)  # the killed run's stray row is gone
+    np.testing.assert_allclose(logged["g_loss"], straight["history"]["g_loss"], rtol=1e-5)
+    assert resumed["steps"] == 1  # this call's steps
+    # Optimizer states (step counters and Adam moments) and the noise generator.
+    assert b.g_optimizer.iterations.numpy() == a.g_optimizer.iterations.numpy() == 2
+    assert b.d_optimizer.iterations.numpy() == 2
+    for x, y in zip(a.g_optimizer.variables + a.d_optimizer.variables, b.g_optimizer.variables + b.d_optimizer.variables):
+        np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-5)
+    np.testing.assert_array_equal(a.seed_generator.state.numpy(), b.seed_generator.state.numpy())
+    # Weights of both networks and of the EMA generator.
+    for x, y in zip(a.generator.get_weights() + a.discriminator.get_weights() + a.sampler.get_weights(),
+                    b.generator.get_weights() + b.discriminator.get_weights() + b.sampler.get_weights()):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+
+    # Without resume, an old backup is dropped and training starts afresh.
+    fresh = dk.train(tiny_config, tmp_path / "resumed", epochs=1, **kwargs)
+    assert fresh["model"].g_optimizer.iterations.numpy() == 1
