@@ -11,7 +11,8 @@ import sys
 DEFAULT_EPOCHS = 20
 
 # Modules with a register(subparsers) function that adds sub-commands.
-_COMMAND_MODULES: list[str] = ["dcgan_keras.experiments.latent_cli", "dcgan_keras.serving_cli"]
+_COMMAND_MODULES: list[str] = ["dcgan_keras.experiments.latent_cli", "dcgan_keras.serving_cli",
+                               "dcgan_keras.evaluate_cli"]
 
 
 def _add_train(subparsers):

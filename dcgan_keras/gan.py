@@ -145,6 +145,8 @@ class DCGAN(keras.Model):
         self.g_optimizer.build(self.generator.trainable_variables)
 
     def get_compile_config(self):
+        if not hasattr(self, "d_optimizer"):
+            return None  # not compiled: saved without optimizers
         return {
             "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
             "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
@@ -171,6 +173,17 @@ class DCGAN(keras.Model):
     def call(self, z, training=False):
         return self.generator(z, training=training)
 
+    @staticmethod
+    def _scaled(loss, optimizer):
+        # Under tf.distribute each replica sees 1/N of the global batch and the
+        # optimizer sums the replicas' gradients: dividing by N makes the step
+        # the mean over the global batch, as Keras' own train_step does. A
+        # LossScaleOptimizer (mixed precision) scales the loss up as well.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            loss = loss / tf.cast(replicas, loss.dtype)
+        return optimizer.scale_loss(loss)
+
     def _bce(self, logits, target):
         labels = tf.fill(tf.shape(logits), tf.cast(target, logits.dtype))
         return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
@@ -189,15 +202,18 @@ class DCGAN(keras.Model):
                 real_logits = tf.cast(self.discriminator(real, training=True), tf.float32)
                 fake_logits = tf.cast(self.discriminator(tf.stop_gradient(fake), training=True), tf.float32)
                 d_loss = self._bce(real_logits, 1.0 - self.label_smoothing) + self._bce(fake_logits, 0.0)
+                scaled_d_loss = self._scaled(d_loss, self.d_optimizer)
             d_weights = self.discriminator.trainable_variables
-            self.d_optimizer.apply(d_tape.gradient(d_loss, d_weights), d_weights)
+            d_grads = d_tape.gradient(scaled_d_loss, d_weights)
+            self.d_optimizer.apply(d_grads, d_weights)
 
             # 3. Generator update through the updated discriminator:
             #    non-saturating loss, fakes -> 1.
             gen_logits = tf.cast(self.discriminator(fake, training=True), tf.float32)
             g_loss = self._bce(gen_logits, 1.0)
+            scaled_g_loss = self._scaled(g_loss, self.g_optimizer)
         g_weights = self.generator.trainable_variables
-        self.g_optimizer.apply(g_tape.gradient(g_loss, g_weights), g_weights)
+        self.g_optimizer.apply(g_tape.gradient(scaled_g_loss, g_weights), g_weights)
 
         # 4. Moving average of the generator's weights, if enabled.
         if self.ema_generator is not None:

@@ -133,3 +133,11 @@ def test_a_short_run_on_the_real_digits_moves_samples_towards_real_digits(tiny_c
     assert after < 0.75 * before, (before, after)
     assert trained.mean() < untrained.mean() - 0.3  # digits are mostly background (-1)
     assert history["g_loss"][0] != history["g_loss"][-1]
+
+
+def test_an_uncompiled_model_saves_and_loads_without_optimizers(tiny_config, tmp_path):
+    gan = dk.DCGAN.from_config(tiny_config)
+    gan.save(tmp_path / "raw.keras")
+    loaded = keras.models.load_model(tmp_path / "raw.keras")
+    z = gan.noise(2)
+    np.testing.assert_array_equal(loaded.generator(z), gan.generator(z))
