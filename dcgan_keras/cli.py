@@ -12,6 +12,7 @@ DEFAULT_EPOCHS = 20
 
 # Modules with a register(subparsers) function that adds sub-commands.
 _COMMAND_MODULES: list[str] = ["dcgan_keras.experiments.latent_cli", "dcgan_keras.serving_cli",
+                               "dcgan_keras.experiments.features_cli",
                                "dcgan_keras.evaluate_cli"]
 
 

@@ -1,0 +1,440 @@
+"""The discriminator as a feature extractor (Radford et al. 2016, section 5.1, tables 1 and 2).
+
+The paper's recipe: run images through the trained discriminator, take the
+output of every convolutional layer (after its activation), max-pool each map
+to a 4x4 grid, flatten and concatenate the grids into one feature vector, and
+train a regularised linear L2-SVM on top. Accuracy with few labels measures how
+useful the unsupervised features are.
+
+The protocol here compares four rows on the same label draws:
+
+- `pixels`: the (preprocessed) pixels, flattened;
+- `random_d`: the same discriminator architecture with freshly drawn weights;
+- `trained_d`: the trained discriminator;
+- `supervised`: the same architecture, fresh weights, its logit replaced by a
+  10-way softmax and trained on the same few labels.
+
+Example:
+
+```python
+import keras
+import dcgan_keras
+from dcgan_keras.data import load_digits
+from dcgan_keras.experiments import features
+
+gan = keras.models.load_model("runs/NAME/ckpt.keras")
+images, labels = load_digits()
+table = features.features_protocol(gan.discriminator, images, labels,
+                                   labels_per_class=100, draws=5)
+print(features.markdown_table(table))
+```
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from dcgan_keras import _backend  # noqa: F401
+import keras
+from keras import layers
+
+ROWS = ("pixels", "random_d", "trained_d", "supervised")
+ROW_NAMES = {
+    "pixels": "raw pixels + L2-SVM",
+    "random_d": "random D features + L2-SVM",
+    "trained_d": "trained D features + L2-SVM",
+    "supervised": "same D architecture, supervised",
+}
+_ACTIVATIONS = (layers.LeakyReLU, layers.ReLU, layers.ELU, layers.PReLU, layers.Activation, layers.Softmax)
+
+
+# -- feature extraction --------------------------------------------------------
+
+
+def conv_activations(discriminator: keras.Model) -> list:
+    """The layer whose output is each convolution's activated output, in order.
+
+    For each `Conv2D`, the first activation layer (LeakyReLU, ReLU, ...) that
+    follows it before the next convolution; the convolution itself (or its batch
+    norm) when there is none.
+    """
+    found, current = [], None
+    for layer in discriminator.layers:
+        if isinstance(layer, layers.Conv2D):
+            if current is not None:
+                found.append(current[1])
+            current = [layer, layer, False]  # conv, output layer, activation seen
+        elif current is not None and not current[2]:
+            if isinstance(layer, _ACTIVATIONS):
+                current[1], current[2] = layer, True
+            elif isinstance(layer, (layers.BatchNormalization, layers.LayerNormalization)):
+                current[1] = layer
+            elif isinstance(layer, (layers.Flatten, layers.Dense, layers.GlobalAveragePooling2D)):
+                found.append(current[1])
+                current = None
+    if current is not None:
+        found.append(current[1])
+    if not found:
+        raise ValueError(f"Model {discriminator.name!r} has no Conv2D layer to take features from.")
+    return found
+
+
+def _pool_size(side: int, grid: int) -> int:
+    return max(side // grid, 1)
+
+
+def feature_extractor(discriminator: keras.Model, grid: int = 4) -> keras.Model:
+    """A model from the discriminator's input to its pooled, concatenated conv features.
+
+    Every convolution's activated output of side S is max-pooled with pool size
+    and stride `S // grid` (adaptive pooling to a `grid x grid` map), flattened,
+    and the flat vectors are concatenated.
+
+    Args:
+        discriminator: a functional model with `Conv2D` layers (e.g. from
+            `build_discriminator`, or `DCGAN.discriminator`).
+        grid: side of the pooled grid (4 in the paper).
+
+    Returns:
+        A `keras.Model` named "features" sharing the discriminator's layers
+        (call it with `training=False` so batch norm uses its moving statistics).
+    """
+    if grid < 1:
+        raise ValueError(f"grid must be a positive integer. Received: grid={grid}")
+    pooled = []
+    for layer in conv_activations(discriminator):
+        x = layer.output
+        size = _pool_size(int(x.shape[1]), grid)
+        x = layers.MaxPooling2D(pool_size=size, strides=size, name=f"{layer.name}_maxpool{grid}")(x)
+        pooled.append(layers.Flatten(name=f"{layer.name}_flat")(x))
+    out = pooled[0] if len(pooled) == 1 else layers.Concatenate(name="features_concat")(pooled)
+    return keras.Model(discriminator.input, out, name="features")
+
+
+def feature_length(discriminator: keras.Model, grid: int = 4) -> int:
+    """Length of `feature_extractor(discriminator, grid)`'s vectors: sum of grid**2 * channels."""
+    total = 0
+    for layer in conv_activations(discriminator):
+        _, h, _, c = layer.output.shape
+        cells = int(h) // _pool_size(int(h), grid)
+        total += cells * cells * int(c)
+    return total
+
+
+def extract(extractor, images, batch_size: int = 256) -> np.ndarray:
+    """Features of `images` (float32, already in the model's input range) as a float32 array."""
+    images = np.asarray(images, dtype="float32")
+    out = [np.asarray(extractor(images[i : i + batch_size], training=False), dtype="float32")
+           for i in range(0, len(images), batch_size)]
+    return np.concatenate(out).reshape(len(images), -1)
+
+
+# -- the linear L2-SVM -----------------------------------------------------------
+
+
+def _stratified_split(labels, fraction: float, seed: int):
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    fit, val = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_val = int(round(len(idx) * fraction)) if len(idx) > 1 else 0
+        n_val = min(max(n_val, 1 if len(idx) > 1 else 0), len(idx) - 1)
+        val.append(idx[:n_val])
+        fit.append(idx[n_val:])
+    return np.sort(np.concatenate(fit)), np.sort(np.concatenate(val))
+
+
+def _span_projection():
+    from sklearn.base import BaseEstimator, TransformerMixin
+
+    class SpanProjection(TransformerMixin, BaseEstimator):
+        """Coordinates in the span of the training examples (an exact shortcut).
+
+        With an L2 penalty the SVM's weight vector lies in the span of its
+        training examples, and the dual problem depends only on their inner
+        products, which an orthonormal basis of that span preserves. So when
+        there are fewer examples (N) than features (D), fitting on the N
+        coordinates gives the same classifier as fitting on the D features,
+        D / N times faster. Identity when N >= D.
+        """
+
+        def fit(self, x, y=None):
+            x = np.asarray(x, dtype="float64")
+            n, d = x.shape
+            if n >= d:
+                self.basis_ = None
+                return self
+            values, vectors = np.linalg.eigh(x @ x.T)  # Gram matrix, N x N
+            keep = values > values.max() * 1e-10
+            self.basis_ = (x.T @ vectors[:, keep]) / np.sqrt(values[keep])  # D x rank, orthonormal
+            return self
+
+        def transform(self, x):
+            x = np.asarray(x, dtype="float64")
+            return x if self.basis_ is None else x @ self.basis_
+
+    return SpanProjection()
+
+
+def _svm(c: float, shape):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    n, d = shape
+    if n >= d:
+        return make_pipeline(
+            StandardScaler(),
+            LinearSVC(C=c, loss="squared_hinge", penalty="l2", dual="auto", max_iter=1000, random_state=0),
+        )
+    # Fewer examples than features: dual="auto" picks the dual problem, which
+    # only sees inner products, so solve it on the span coordinates (exact,
+    # D / N times cheaper). dual=True keeps the choice "auto" made on the D features.
+    return make_pipeline(
+        StandardScaler(),
+        _span_projection(),
+        LinearSVC(C=c, loss="squared_hinge", penalty="l2", dual=True, max_iter=1000, random_state=0),
+    )
+
+
+def train_linear_svm(x_train, y_train, x_val=None, y_val=None, cs=(0.01, 0.1, 1.0, 10.0), seed: int = 0):
+    """A standardised one-vs-rest linear L2-SVM, its C chosen on a validation split.
+
+    Args:
+        x_train, y_train: features `(N, D)` and integer labels `(N,)`.
+        x_val, y_val: validation features and labels; when omitted, 20% of the
+            training examples (stratified) are held out to choose C, and the
+            final model is refitted on all training examples.
+        cs: the values of C to try.
+        seed: seed of the validation split.
+
+    Returns:
+        `(pipeline, c)`: a fitted sklearn `Pipeline` (StandardScaler, an exact
+        projection onto the span of the training examples when they are fewer
+        than the features, LinearSVC) and the chosen C.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+
+    x_train = np.asarray(x_train, dtype="float32").reshape(len(x_train), -1)
+    y_train = np.asarray(y_train)
+    if not cs:
+        raise ValueError("cs must name at least one value of C.")
+    refit = x_val is None
+    if refit:
+        if len(cs) == 1:
+            fit_idx, val_idx = np.arange(len(y_train)), np.array([], dtype=int)
+        else:
+            fit_idx, val_idx = _stratified_split(y_train, 0.2, seed)
+        x_fit, y_fit, x_val, y_val = x_train[fit_idx], y_train[fit_idx], x_train[val_idx], y_train[val_idx]
+    else:
+        x_fit, y_fit = x_train, y_train
+        x_val = np.asarray(x_val, dtype="float32").reshape(len(x_val), -1)
+        y_val = np.asarray(y_val)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        best_c, best_acc, best_model = cs[0], -1.0, None
+        for c in cs:
+            model = _svm(c, x_fit.shape).fit(x_fit, y_fit)
+            acc = float(model.score(x_val, y_val)) if len(y_val) else 0.0
+            if acc > best_acc:
+                best_c, best_acc, best_model = c, acc, model
+        if refit and len(y_val):
+            best_model = _svm(best_c, x_train.shape).fit(x_train, y_train)
+    return best_model, best_c
+
+
+# -- the few-labels protocol -----------------------------------------------------
+
+
+def label_draws(labels, labels_per_class: int = 100, draws: int = 5, seed: int = 0):
+    """Random splits: N labelled examples per class to train on, the rest to test on.
+
+    Returns:
+        A list of `draws` pairs `(train_indices, test_indices)`; draw i uses
+        the random generator seeded with `(seed, i)`, so every method sees the
+        same splits.
+    """
+    labels = np.asarray(labels)
+    if labels_per_class < 1 or draws < 1:
+        raise ValueError(
+            f"labels_per_class and draws must be positive. Received: {labels_per_class}, {draws}")
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 2:
+        raise ValueError(f"Need labels of at least 2 classes. Received: only class {classes.tolist()}")
+    if counts.min() <= labels_per_class:
+        raise ValueError(
+            f"Every class needs more than labels_per_class={labels_per_class} examples "
+            f"(some to test on); the smallest has {counts.min()}.")
+    out = []
+    for d in range(draws):
+        rng = np.random.default_rng([seed, d])
+        train = np.concatenate([
+            rng.choice(np.flatnonzero(labels == c), labels_per_class, replace=False) for c in classes])
+        mask = np.ones(len(labels), bool)
+        mask[train] = False
+        out.append((np.sort(train), np.flatnonzero(mask)))
+    return out
+
+
+def _summary(accuracies, **extra) -> dict:
+    acc = [float(a) for a in accuracies]
+    return {"mean": float(np.mean(acc)), "std": float(np.std(acc)), "accuracies": acc, **extra}
+
+
+def evaluate_features(feature_fn, images, labels, labels_per_class: int = 100, draws: int = 5,
+                      seed: int = 0, cs=(0.01, 0.1, 1.0, 10.0)) -> dict:
+    """Linear L2-SVM test accuracy on features, over random few-label draws.
+
+    Args:
+        feature_fn: maps all `images` to features `(N, D)` (called once).
+        images, labels: the whole labelled pool.
+        labels_per_class: N, the labelled training examples per class.
+        draws: number of random draws (see `label_draws`).
+        seed: seed of the draws.
+        cs: the values of C tried (chosen per draw on 20% of its training labels).
+
+    Returns:
+        `{"mean", "std", "accuracies", "cs", "feature_length"}`: test accuracy
+        over draws, its per-draw values and each draw's chosen C.
+    """
+    labels = np.asarray(labels)
+    feats = np.asarray(feature_fn(images), dtype="float32").reshape(len(labels), -1)
+    accs, chosen = [], []
+    for d, (train, test) in enumerate(label_draws(labels, labels_per_class, draws, seed)):
+        model, c = train_linear_svm(feats[train], labels[train], cs=cs, seed=seed + d)
+        accs.append(model.score(feats[test], labels[test]))
+        chosen.append(c)
+    return _summary(accs, cs=chosen, feature_length=int(feats.shape[1]))
+
+
+def supervised_baseline(discriminator: keras.Model, x_train, y_train, x_test, y_test,
+                        epochs: int = 20, batch_size: int = 64, num_classes: int | None = None,
+                        learning_rate: float = 1e-3, seed: int = 0) -> float:
+    """Test accuracy of the discriminator's architecture trained with labels only.
+
+    The architecture is cloned (fresh weights); its last layer (the logit) is
+    replaced by a `num_classes`-way softmax `Dense`, and the whole network is
+    trained from scratch with Adam on `(x_train, y_train)`.
+    """
+    keras.utils.set_random_seed(seed)
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    num_classes = num_classes or int(max(y_train.max(), y_test.max())) + 1
+    clone = keras.models.clone_model(discriminator)
+    head_input = clone.layers[-1].input
+    out = layers.Dense(num_classes, activation="softmax", dtype="float32", name="classes")(head_input)
+    model = keras.Model(clone.input, out, name="supervised_d")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(np.asarray(x_train, "float32"), y_train, epochs=epochs, batch_size=batch_size,
+              shuffle=True, verbose=0)
+    return float(model.evaluate(np.asarray(x_test, "float32"), y_test, batch_size=256,
+                                verbose=0, return_dict=True)["accuracy"])
+
+
+def random_discriminator(discriminator: keras.Model, seed: int = 0) -> keras.Model:
+    """The same architecture with freshly initialised weights (`clone_model`)."""
+    keras.utils.set_random_seed(seed)
+    return keras.models.clone_model(discriminator)
+
+
+def prepare_images(discriminator: keras.Model, images) -> np.ndarray:
+    """Images resized and scaled to [-1, 1] for the discriminator's input."""
+    from dcgan_keras.data import preprocess
+
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    _, size, _, channels = discriminator.input_shape
+    out = [np.asarray(preprocess(images[i : i + 1024], int(size), int(channels)))
+           for i in range(0, len(images), 1024)]
+    return np.concatenate(out).astype("float32")
+
+
+def features_protocol(discriminator: keras.Model, images, labels, labels_per_class: int = 100,
+                      draws: int = 5, seed: int = 0, include_supervised: bool = True,
+                      supervised_epochs: int = 20, grid: int = 4, log=None) -> dict:
+    """The four rows (pixels, random D, trained D, supervised D) on the same draws.
+
+    Args:
+        discriminator: the trained discriminator.
+        images: uint8 `(N, H, W[, C])` or float images in [0, 1] (resized and
+            scaled to [-1, 1] for the discriminator), or float32 images already
+            of the discriminator's input shape in [-1, 1].
+        labels: integer labels `(N,)`.
+        labels_per_class, draws, seed: see `label_draws`.
+        include_supervised: also train the supervised same-architecture row.
+        supervised_epochs: its training epochs.
+        grid: pooled grid side (4 in the paper).
+        log: optional callable taking one progress line.
+
+    Returns:
+        `{"labels_per_class", "draws", "num_train", "num_test", "rows": {name: summary}}`
+        where each summary holds `mean`, `std` and per-draw `accuracies`
+        (plus `seconds`).
+    """
+    log = log or (lambda line: None)
+    labels = np.asarray(labels)
+    images = np.asarray(images)
+    want = tuple(int(s) for s in discriminator.input_shape[1:])
+    if images.dtype == np.float32 and images.shape[1:] == want and images.min() < 0:
+        x = images
+    else:
+        x = prepare_images(discriminator, images)
+    splits = label_draws(labels, labels_per_class, draws, seed)
+    common = dict(labels_per_class=labels_per_class, draws=draws, seed=seed)
+    rows = {}
+
+    def timed(name, fn):
+        start = time.time()
+        rows[name] = fn()
+        rows[name]["seconds"] = round(time.time() - start, 1)
+        log(f"{name}: {rows[name]['mean']:.4f} +- {rows[name]['std']:.4f} ({rows[name]['seconds']} s)")
+
+    timed("trained_d", lambda: evaluate_features(
+        lambda im: extract(feature_extractor(discriminator, grid), im), x, labels, **common))
+    random_d = random_discriminator(discriminator, seed)
+    timed("random_d", lambda: evaluate_features(
+        lambda im: extract(feature_extractor(random_d, grid), im), x, labels, **common))
+    timed("pixels", lambda: evaluate_features(lambda im: im.reshape(len(im), -1), x, labels, **common))
+    if include_supervised:
+        def supervised():
+            accs = []
+            for d, (train, test) in enumerate(splits):
+                accs.append(supervised_baseline(
+                    discriminator, x[train], labels[train], x[test], labels[test],
+                    epochs=supervised_epochs, num_classes=int(labels.max()) + 1, seed=seed + d))
+                log(f"supervised draw {d}: {accs[-1]:.4f}")
+            return _summary(accs, epochs=supervised_epochs)
+        timed("supervised", supervised)
+    return {
+        "labels_per_class": labels_per_class,
+        "draws": draws,
+        "seed": seed,
+        "num_train": int(len(splits[0][0])),
+        "num_test": int(len(splits[0][1])),
+        "rows": rows,
+    }
+
+
+def markdown_table(table: dict) -> str:
+    """The protocol's table as markdown: method, feature length, accuracy and error."""
+    lines = [
+        f"{table['labels_per_class']} labels per class ({table['num_train']} train, "
+        f"{table['num_test']} test), {table['draws']} draws",
+        "",
+        "| method | features | accuracy (mean +- std) | error | per draw |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for key in ROWS:
+        if key not in table["rows"]:
+            continue
+        row = table["rows"][key]
+        length = row.get("feature_length", "-")
+        per = ", ".join(f"{a:.4f}" for a in row["accuracies"])
+        lines.append(f"| {ROW_NAMES[key]} | {length} | {100 * row['mean']:.2f}% +- {100 * row['std']:.2f} "
+                     f"| {100 * (1 - row['mean']):.2f}% | {per} |")
+    return "\n".join(lines)
