@@ -13,6 +13,11 @@ def to_uint8(images) -> np.ndarray:
     return np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype("uint8")
 
 
+def from_uint8(pixels) -> np.ndarray:
+    """Maps uint8 pixels in [0, 255] back to float32 values in [-1, 1] (the inverse of `to_uint8`)."""
+    return np.asarray(pixels, dtype="float32") / 127.5 - 1.0
+
+
 def image_grid(images, rows: int | None = None, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
     """Tiles a batch of images into one image.
 

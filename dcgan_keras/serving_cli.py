@@ -90,11 +90,11 @@ def _run_sample(args) -> int:
     import numpy as np
     import tensorflow as tf
 
-    from dcgan_keras.images import image_grid, save_png
+    from dcgan_keras.images import from_uint8, image_grid, save_png
 
     sample = load_sampler(args.model)
     pixels = sample(seed=tf.constant(args.seed, tf.int64), num_images=tf.constant(args.num, tf.int32))["images"]
-    images = pixels.numpy().astype("float32") / 127.5 - 1.0  # uint8 0..255 -> [-1, 1]
+    images = from_uint8(pixels.numpy())
     path = save_png(image_grid(images, rows=args.rows), args.out)
     print(json.dumps({"out": path, "images": list(np.shape(images))}))
     return 0

@@ -14,6 +14,7 @@ def test_image_grid_tiles_images_with_padding_and_validates_input():
     with pytest.raises(ValueError, match="shape"):
         dk.image_grid(np.zeros((4, 4)))
     assert dk.to_uint8(np.array([-1.0, 0.0, 1.0, 3.0])).tolist() == [0, 128, 255, 255]
+    np.testing.assert_allclose(dk.from_uint8(np.array([0, 255], np.uint8)), [-1.0, 1.0])
 
 
 def test_sample_grid_writes_pngs_of_the_expected_size_from_fixed_noise(tiny_config, tmp_path):
