@@ -4,6 +4,7 @@ from dcgan_keras import _backend  # noqa: F401  (selects the TensorFlow backend)
 from dcgan_keras.callbacks import LossPlot, SampleGrid
 from dcgan_keras.config import Config
 from dcgan_keras.data import load_digits, make_dataset
+from dcgan_keras.distribute import make_strategy
 from dcgan_keras.export import export_generator, load_generator
 from dcgan_keras.gan import DCGAN, paper_adam
 from dcgan_keras.images import from_uint8, image_grid, save_png, to_uint8

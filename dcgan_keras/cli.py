@@ -13,7 +13,8 @@ DEFAULT_EPOCHS = 20
 # Modules with a register(subparsers) function that adds sub-commands.
 _COMMAND_MODULES: list[str] = ["dcgan_keras.experiments.latent_cli", "dcgan_keras.serving_cli",
                                "dcgan_keras.experiments.features_cli",
-                               "dcgan_keras.evaluate_cli"]
+                               "dcgan_keras.evaluate_cli",
+                               "dcgan_keras.experiments.inside_cli"]
 
 
 def _add_train(subparsers):
@@ -43,6 +44,17 @@ def _add_train(subparsers):
     p.add_argument("--sample-every", type=int, default=1)
     p.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/logs")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/backup (killed or finished run)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in RUN_DIR (without it, such a RUN_DIR is refused)")
+    # The names of dcgan_keras.distribute.STRATEGIES and config.SUPPORTED_PRECISIONS
+    # (not imported here: parsing arguments should not start TensorFlow).
+    p.add_argument("--strategy", default="default", choices=("default", "mirrored", "multi-worker", "tpu"),
+                   help="tf.distribute strategy: one device, all local GPUs, several machines "
+                        "(TF_CONFIG), a Cloud TPU; --batch-size is the global batch (docs/scaling.md)")
+    p.add_argument("--precision", default="float32", choices=("float32", "mixed_float16", "mixed_bfloat16"),
+                   help="mixed precision computes in 16 bits on float32 weights (float16 with loss scaling)")
+    p.add_argument("--sync-batch-norm", action="store_true",
+                   help="batch-norm statistics over the global batch, across replicas")
     p.set_defaults(func=_run_train)
 
 
@@ -56,14 +68,18 @@ def _default_name(dataset: str) -> str:
 def _run_train(args) -> int:
     from dcgan_keras.config import Config
     from dcgan_keras.data import infer_channels
+    from dcgan_keras.distribute import make_strategy
     from dcgan_keras.train_lib import train
 
+    # First: a multi-worker strategy must exist before TensorFlow runs anything.
+    strategy = make_strategy(args.strategy)
     channels = args.channels or infer_channels(args.dataset)
     config = Config(
         image_size=args.image_size, channels=channels, latent_dim=args.latent_dim,
         base_width=args.base_width, batch_size=args.batch_size,
         learning_rate=args.learning_rate, beta_1=args.beta1,
         label_smoothing=args.label_smoothing, ema_decay=args.ema or None, seed=args.seed,
+        precision=args.precision, sync_batch_norm=args.sync_batch_norm,
     )
     name = args.name or _default_name(args.dataset)
     run_dir = args.run_dir or os.path.join("runs", name)
@@ -71,7 +87,7 @@ def _run_train(args) -> int:
     summary = train(
         config, run_dir, dataset=args.dataset, epochs=args.epochs, export_dir=export_dir,
         sample_every=args.sample_every, tensorboard=args.tensorboard, data_dir=args.data_dir,
-        resume=args.resume,
+        resume=args.resume, overwrite=args.overwrite, strategy=strategy,
     )
     print(json.dumps({
         "run_dir": summary["run_dir"],
@@ -104,3 +120,6 @@ def main(argv=None) -> int:
     except (ValueError, RuntimeError, FileExistsError, FileNotFoundError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as stop:  # Ctrl-C; training stops cleanly (TrainingInterrupted)
+        print(f"stopped: {stop}" if str(stop) else "stopped", file=sys.stderr)
+        return 130

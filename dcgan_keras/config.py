@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 SUPPORTED_IMAGE_SIZES = (32, 64, 128)
 SUPPORTED_CHANNELS = (1, 3)
+# Keras dtype policies: plain float32, or float16 / bfloat16 computations on
+# float32 variables (mixed precision).
+SUPPORTED_PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclass
@@ -30,6 +33,15 @@ class Config:
         ema_decay: decay of an exponential moving average of the generator's
             weights used for sampling and export (`None` = off, as in the paper).
         seed: seed of the model's one random source.
+        precision: the networks' Keras dtype policy: "float32", or mixed
+            precision with "mixed_float16" (GPUs; the optimizers then scale
+            the losses) or "mixed_bfloat16" (TPUs, recent GPUs and CPUs).
+            Variables stay float32 either way, as do the generator's tanh
+            output, the discriminator's logit and the losses.
+        sync_batch_norm: under a `tf.distribute` strategy with several
+            replicas, compute the batch-norm statistics over the global batch
+            instead of each replica's share (slower: one all-reduce per
+            batch-norm layer). No effect on one device.
 
     Example:
 
@@ -52,6 +64,8 @@ class Config:
     label_smoothing: float = 0.0
     ema_decay: float | None = None
     seed: int = 0
+    precision: str = "float32"
+    sync_batch_norm: bool = False
 
     def __post_init__(self):
         if self.image_size not in SUPPORTED_IMAGE_SIZES:
@@ -85,6 +99,17 @@ class Config:
             raise ValueError(
                 "ema_decay must be in (0, 1), or None to disable the moving "
                 f"average. Received: ema_decay={self.ema_decay}"
+            )
+        if self.precision not in SUPPORTED_PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(SUPPORTED_PRECISIONS)} (a Keras "
+                "dtype policy; 'mixed_*' computes in 16 bits on float32 variables). "
+                f"Received: precision={self.precision!r}"
+            )
+        if not isinstance(self.sync_batch_norm, bool):
+            raise ValueError(
+                "sync_batch_norm must be True or False. "
+                f"Received: sync_batch_norm={self.sync_batch_norm!r}"
             )
 
     def to_dict(self) -> dict:

@@ -15,11 +15,15 @@ as in the paper.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from dcgan_keras import _backend  # noqa: F401
 import tensorflow as tf
@@ -114,7 +118,7 @@ def make_dataset(
         raise ValueError(f"batch_size must be a positive integer. Received: batch_size={batch_size}")
     if channels is not None and channels not in SUPPORTED_CHANNELS:
         raise ValueError(f"channels must be 1, 3 or None (keep the source's). Received: channels={channels}")
-    images, size_hint = _source_images(source, channels, data_dir)
+    images, size_hint = _source_images(source, channels, data_dir, image_size)
     channels = channels or _native_channels(images)
 
     ds = images.map(
@@ -132,6 +136,8 @@ def make_dataset(
 
 def infer_channels(source) -> int:
     """The number of channels `make_dataset(source)` yields by default."""
+    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+        return 3  # folders are read as RGB unless channels=1 is asked for
     images, _ = _source_images(source, None, None)
     return _native_channels(images)
 
@@ -141,10 +147,10 @@ def _native_channels(images: tf.data.Dataset) -> int:
     return 1 if channels == 1 else 3
 
 
-def _source_images(source, channels, data_dir) -> tuple[tf.data.Dataset, int | None]:
+def _source_images(source, channels, data_dir, image_size=None) -> tuple[tf.data.Dataset, int | None]:
     """A dataset of single images (H, W, C) and, when known, its size."""
     if isinstance(source, np.ndarray):
-        return _array_images(source), len(source)
+        return array_images(source), len(source)
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(
             "source must be 'digits', 'tfds:NAME[:SPLIT]', a folder path or a NumPy "
@@ -153,11 +159,11 @@ def _source_images(source, channels, data_dir) -> tuple[tf.data.Dataset, int | N
     source = os.fspath(source)
     if source == DIGITS:
         images, _ = load_digits()
-        return _array_images(images), len(images)
+        return array_images(images), len(images)
     if source.startswith("tfds:"):
         return _tfds_images(source[len("tfds:"):], data_dir)
     if os.path.isdir(source):
-        return _folder_images(source, channels)
+        return _folder_images(source, image_size)
     hint = (
         "a folder of images that does not exist" if os.sep in source or "/" in source
         else "an unknown dataset name"
@@ -170,7 +176,8 @@ def _source_images(source, channels, data_dir) -> tuple[tf.data.Dataset, int | N
     )
 
 
-def _array_images(array: np.ndarray) -> tf.data.Dataset:
+def array_images(array: np.ndarray) -> tf.data.Dataset:
+    """A validated NumPy array of images (uint8 or float in [0, 1]) as a dataset of single images."""
     array = np.asarray(array)
     if array.ndim == 3:
         array = array[..., None]
@@ -181,12 +188,22 @@ def _array_images(array: np.ndarray) -> tf.data.Dataset:
         )
     if array.dtype != np.uint8:
         if not np.issubdtype(array.dtype, np.floating):
-            raise ValueError(
-                "A NumPy source must be uint8 in [0, 255] or float in [0, 1]. "
-                f"Received: dtype={array.dtype}"
+            hint = (
+                " If the values are 0..255, pass array.astype('uint8')."
+                if np.issubdtype(array.dtype, np.integer) else ""
             )
-        if not np.all(np.isfinite(array)):
-            raise ValueError("A NumPy source contains NaN or Inf values; clean or drop those images first.")
+            raise ValueError(
+                "A NumPy source must be uint8 in [0, 255] or float in [0, 1]."
+                f"{hint} Received: dtype={array.dtype}"
+            )
+        finite = np.isfinite(array).reshape(len(array), -1).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise ValueError(
+                f"A NumPy source contains NaN or Inf values in {len(bad)} of {len(array)} images "
+                f"(indices {bad[:5].tolist()}{' ...' if len(bad) > 5 else ''}); drop them first, "
+                "e.g. array[np.isfinite(array).reshape(len(array), -1).all(axis=1)]."
+            )
         low, high = float(array.min()), float(array.max())
         if low < 0.0 or high > 1.0:
             raise ValueError(
@@ -198,31 +215,166 @@ def _array_images(array: np.ndarray) -> tf.data.Dataset:
 
 
 def list_image_files(folder) -> list[str]:
-    """Image files under `folder` (recursively), sorted."""
+    """Image files under `folder` (recursively, by extension), sorted."""
     files = sorted(
         str(p) for p in Path(folder).rglob("*")
         if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
     )
     if not files:
+        others = [p.name for p in Path(folder).rglob("*") if p.is_file()]
+        found = (
+            f"it holds {len(others)} other file(s), e.g. {', '.join(others[:3])}" if others
+            else "it is empty"
+        )
         raise ValueError(
             f"No images found in folder {os.fspath(folder)!r} (searched recursively "
-            f"for {', '.join(IMAGE_EXTENSIONS)}). Point --dataset at a folder that "
-            "holds image files."
+            f"for {', '.join(IMAGE_EXTENSIONS)}; {found}). Point --dataset at a folder "
+            "that holds image files (convert other formats to PNG or JPEG first)."
         )
     return files
 
 
-def _folder_images(folder: str, channels: int | None) -> tuple[tf.data.Dataset, int]:
+@dataclasses.dataclass
+class FolderScan:
+    """What `scan_image_folder` found.
+
+    Attributes:
+        readable: image files that decode completely, sorted.
+        unreadable: `{path: reason}` for files with an image extension that
+            are empty, truncated, corrupt or not images at all.
+        other_files: files without an image extension (never read).
+        small: readable images whose shorter side is below `image_size`.
+        modes: how many readable images have each PIL mode ("L", "RGB",
+            "RGBA", "P", ...); all are converted to the requested channels.
+    """
+
+    readable: list[str]
+    unreadable: dict[str, str]
+    other_files: list[str]
+    small: list[str]
+    modes: dict[str, int]
+
+
+def _check_image(path: str, image_size: int | None) -> tuple[str | None, bool, str | None]:
+    """(error or None, is_small, mode) for one file, decoding it completely."""
+    try:
+        with Image.open(path) as image:
+            mode, (width, height) = image.mode, image.size
+            if image.format == "JPEG" and image_size:
+                image.draft(image.mode, (image_size, image_size))  # decode at reduced scale: fast
+            image.load()  # reads every byte: truncated files fail here
+    except Exception as error:  # PIL raises many types; all mean "cannot be used"
+        return f"{type(error).__name__}: {error}", False, None
+    small = bool(image_size) and min(width, height) < image_size
+    return None, small, mode
+
+
+def scan_image_folder(folder, image_size: int | None = None) -> FolderScan:
+    """Decodes every image file under `folder` once and sorts out the bad ones.
+
+    Files are decoded completely (JPEGs at reduced scale, which is fast), so
+    truncated files are caught as well as empty, corrupt and mislabelled ones.
+
+    Args:
+        folder: a folder of images (searched recursively).
+        image_size: side the images will be resized to; images whose shorter
+            side is smaller are listed in `small`.
+
+    Returns:
+        A `FolderScan`.
+
+    Raises:
+        ValueError: when the folder holds no readable image.
+    """
+    folder = os.fspath(folder)
     files = list_image_files(folder)
-    channels = channels or 3
+    image_files = set(files)
+    other = sorted(str(p) for p in Path(folder).rglob("*") if p.is_file() and str(p) not in image_files)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL
+        results = list(pool.map(lambda f: _check_image(f, image_size), files))
+    scan = FolderScan([], {}, other, [], {})
+    for path, (error, small, mode) in zip(files, results):
+        if error:
+            scan.unreadable[path] = error
+            continue
+        scan.readable.append(path)
+        scan.modes[mode] = scan.modes.get(mode, 0) + 1
+        if small:
+            scan.small.append(path)
+    if not scan.readable:
+        examples = "; ".join(f"{os.path.basename(p)} ({r})" for p, r in list(scan.unreadable.items())[:3])
+        raise ValueError(
+            f"None of the {len(files)} image files in folder {folder!r} can be read: {examples}. "
+            "They are empty, truncated or not images; replace them with valid PNG or JPEG files."
+        )
+    return scan
+
+
+def _warn_about(scan: FolderScan, folder: str, image_size: int | None) -> None:
+    total = len(scan.readable) + len(scan.unreadable)
+    if scan.unreadable:
+        examples = "; ".join(f"{os.path.relpath(p, folder)} ({r})" for p, r in list(scan.unreadable.items())[:5])
+        warnings.warn(
+            f"Skipped {len(scan.unreadable)} of {total} image files in {folder!r} that cannot be "
+            f"read (empty, truncated, corrupt or not images): {examples}. Training uses the other "
+            f"{len(scan.readable)}; fix or remove those files to silence this warning "
+            "(dcgan_keras.data.scan_image_folder lists them all).",
+            stacklevel=5,
+        )
+    if scan.other_files:
+        examples = ", ".join(os.path.relpath(p, folder) for p in scan.other_files[:5])
+        warnings.warn(
+            f"Ignored {len(scan.other_files)} file(s) in {folder!r} without an image extension "
+            f"({', '.join(IMAGE_EXTENSIONS)}): {examples}.",
+            stacklevel=5,
+        )
+    if scan.small:
+        warnings.warn(
+            f"{len(scan.small)} of {len(scan.readable)} images in {folder!r} are smaller than "
+            f"{image_size}x{image_size} (e.g. {os.path.relpath(scan.small[0], folder)}); they are "
+            "upscaled and will look blurry. Use a smaller image_size (--image-size) or remove them.",
+            stacklevel=5,
+        )
+
+
+def folder_images(folder, image_size: int | None = None, skip_errors: bool = True) -> tuple[tf.data.Dataset, list[str]]:
+    """The readable images under `folder`, decoded as uint8 RGB, and their paths.
+
+    The folder is checked with `scan_image_folder` first: unreadable files
+    are left out, and they, other files and small images are counted in a
+    warning.
+
+    Args:
+        folder: a folder of images (searched recursively, sorted by path).
+        image_size: the training size, for the small-image warning.
+        skip_errors: also skip, with a log line, a file that fails to decode
+            later (changed on disk after the scan). Off, the i-th image is
+            always the i-th path.
+
+    Returns:
+        `(dataset, paths)`: a dataset of `(H, W, 3)` uint8 images in the
+        order of `paths`.
+    """
+    folder = os.fspath(folder)
+    scan = scan_image_folder(folder, image_size)
+    _warn_about(scan, folder, image_size)
 
     def read(path):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
-        image.set_shape([None, None, channels])
+        # Always decoded as RGB (preprocess converts to gray): libjpeg cannot
+        # turn CMYK JPEGs into one channel directly.
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image.set_shape([None, None, 3])
         return image
 
-    ds = tf.data.Dataset.from_tensor_slices(files).map(read, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds, len(files)
+    ds = tf.data.Dataset.from_tensor_slices(scan.readable).map(
+        read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    return (ds.ignore_errors(log_warning=True) if skip_errors else ds), scan.readable
+
+
+def _folder_images(folder: str, image_size: int | None) -> tuple[tf.data.Dataset, int]:
+    ds, paths = folder_images(folder, image_size)
+    return ds, len(paths)
 
 
 def _tfds_images(spec: str, data_dir: str | None) -> tuple[tf.data.Dataset, int | None]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import zipfile
+
+import numpy as np
 
 from dcgan_keras import _backend  # noqa: F401
 import keras
@@ -20,6 +23,25 @@ def next_version(base_dir) -> int:
     base_dir = os.fspath(base_dir)
     versions = [int(d) for d in os.listdir(base_dir) if d.isdigit()] if os.path.isdir(base_dir) else []
     return max(versions, default=0) + 1
+
+
+def _check_same_interface(base_dir: str, latent_dim: int, image_shape: tuple) -> None:
+    """TF Serving serves the newest version: a new one must take and give the same shapes."""
+    versions = [int(d) for d in os.listdir(base_dir) if d.isdigit()] if os.path.isdir(base_dir) else []
+    if not versions:
+        return
+    latest = os.path.join(base_dir, str(max(versions)))
+    try:
+        old = SavedModelGenerator(latest)
+    except Exception:  # not one of ours, or unreadable: nothing to compare with
+        return
+    if old.latent_dim != latent_dim or tuple(old.output_shape[1:]) != image_shape:
+        raise ValueError(
+            f"{latest} serves z of size {old.latent_dim} -> images {tuple(old.output_shape[1:])}, but this "
+            f"generator takes z of size {latent_dim} -> images {image_shape}. Clients of a model would "
+            "break when its next version changes shapes: export it under another name instead "
+            "(another export_dir, --name or --export-dir)."
+        )
 
 
 def export_generator(model, base_dir, version: int | None = None) -> str:
@@ -60,6 +82,12 @@ def export_generator(model, base_dir, version: int | None = None) -> str:
             f"Pass another version (next free: {next_version(base_dir)}) or omit it."
         )
     latent_dim = generator.input_shape[-1]
+    if not all(np.isfinite(np.asarray(w)).all() for w in generator.weights):
+        raise ValueError(
+            "The generator has NaN or Inf weights (training diverged); it was not exported. "
+            "Export the checkpoint of an earlier, healthy epoch instead."
+        )
+    _check_same_interface(base_dir, latent_dim, tuple(generator.output_shape[1:]))
 
     module = tf.Module()
     module.generator = generator
@@ -127,11 +155,14 @@ class SavedModelGenerator:
         self._serve = self._loaded.signatures["serving_default"]
         spec = self._serve.structured_input_signature[1]["z"]
         self.latent_dim = int(spec.shape[-1])
+        self.input_shape = (None, self.latent_dim)
         out = self._serve.structured_outputs["images"]
         self.output_shape = (None, *[int(d) for d in out.shape[1:]])
 
     def __call__(self, z, training=False):
-        pixels = self._serve(z=tf.convert_to_tensor(z, tf.float32))["images"]
+        z = tf.convert_to_tensor(z, tf.float32)
+        check_latent(z.shape, self.latent_dim, self.path)
+        pixels = self._serve(z=z)["images"]
         return tf.cast(pixels, tf.float32) / 127.5 - 1.0
 
     def predict(self, z, batch_size=256, verbose=0):
@@ -141,18 +172,56 @@ class SavedModelGenerator:
         return np.concatenate([self(z[i : i + batch_size]).numpy() for i in range(0, len(z), batch_size)])
 
 
-def load_generator(path):
+def check_latent(shape, latent_dim: int, where: str) -> None:
+    """Raises a clear error when z of `shape` does not fit a generator of `latent_dim`."""
+    if len(shape) != 2 or (shape[-1] is not None and shape[-1] != latent_dim):
+        raise ValueError(
+            f"The generator of {where} takes z of shape (batch, {latent_dim}). "
+            f"Received: z of shape {tuple(shape)}"
+        )
+
+
+def load_checkpoint(path, compile: bool = True) -> keras.Model:
+    """Loads a `.keras` file with Keras' `safe_mode` on (no arbitrary code), with clear errors."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"No checkpoint file at {path!r}. Pass a .keras file written by training, e.g. runs/NAME/ckpt.keras."
+        )
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path!r} is not a readable .keras file (a .keras file is a zip archive); it may be "
+            "truncated or not a checkpoint. Use another checkpoint, or `train --resume` from the run's backup."
+        )
+    import dcgan_keras.gan  # noqa: F401  (registers the classes)
+
+    return keras.models.load_model(path, compile=compile, safe_mode=True)
+
+
+def load_generator(path, latent_dim: int | None = None, image_shape=None):
     """Loads a generator from a `.keras` checkpoint (a `DCGAN` or a generator) or a SavedModel folder.
+
+    Args:
+        path: a `.keras` file or an exported version folder.
+        latent_dim: if given, the size of z the caller will feed; a generator
+            of another size is refused with a clear error.
+        image_shape: if given, `(height, width, channels)` the caller expects.
 
     Returns:
         A `keras.Model` (from `.keras`; a DCGAN gives its `sampler`) or a
         `SavedModelGenerator`; both map z to images in [-1, 1].
     """
     path = os.fspath(path)
-    if path.endswith(".keras"):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"No checkpoint file at {path!r}.")
-        import dcgan_keras.gan  # noqa: F401  (registers the classes)
-
-        return _as_generator(keras.models.load_model(path))
-    return SavedModelGenerator(path)
+    generator = _as_generator(load_checkpoint(path)) if path.endswith(".keras") else SavedModelGenerator(path)
+    have_latent, have_shape = int(generator.input_shape[-1]), tuple(generator.output_shape[1:])
+    if latent_dim is not None and have_latent != latent_dim:
+        raise ValueError(
+            f"The generator in {path!r} takes z of size {have_latent}, not {latent_dim}. Use a model "
+            f"trained with latent_dim={latent_dim}, or ask for {have_latent}. Received: latent_dim={latent_dim}"
+        )
+    if image_shape is not None and have_shape != tuple(image_shape):
+        raise ValueError(
+            f"The generator in {path!r} makes images of shape {have_shape}, not {tuple(image_shape)}. "
+            f"Use a model trained at that size. Received: image_shape={tuple(image_shape)}"
+        )
+    return generator

@@ -20,6 +20,31 @@ def paper_adam(config: Config | None = None) -> keras.optimizers.Adam:
     )
 
 
+def _computes_in_float16(model: keras.Model) -> bool:
+    # True if any layer, nested models included, computes in float16.
+    for layer in model.layers:
+        if getattr(layer.dtype_policy, "compute_dtype", None) == "float16":
+            return True
+        if isinstance(layer, keras.Model) and _computes_in_float16(layer):
+            return True
+    return False
+
+
+def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    # The condition under which Keras' fit reduces logs across workers.
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
+        getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
+    )
+
+
+def _loss_scaled(optimizer, model: keras.Model):
+    # Wraps the optimizer of a network that computes in float16, as
+    # keras.Model.compile does for a model whose own policy is mixed_float16.
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) or not _computes_in_float16(model):
+        return optimizer
+    return keras.optimizers.LossScaleOptimizer(optimizer)
+
+
 @keras.saving.register_keras_serializable(package="dcgan_keras")
 class DCGAN(keras.Model):
     """A deep convolutional GAN (Radford et al. 2016) as a `keras.Model`.
@@ -30,6 +55,13 @@ class DCGAN(keras.Model):
     the reference PyTorch loop.
 
     Pixel values of real and generated images are in [-1, 1].
+
+    Under a `tf.distribute` strategy (build and compile inside
+    `strategy.scope()`), each replica's losses are divided by the number of
+    replicas, so that the summed gradients are those of the mean over the
+    global batch, and each replica draws its own noise (`latent_noise`).
+    With networks in "mixed_float16" (`Config.precision`), `compile` wraps the
+    optimizers in `keras.optimizers.LossScaleOptimizer`.
 
     Args:
         generator: a model from z of shape `(latent_dim,)` to images in [-1, 1].
@@ -124,23 +156,35 @@ class DCGAN(keras.Model):
         )
         return config
 
-    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
+    def compile(self, d_optimizer=None, g_optimizer=None, auto_scale_loss: bool = True, **kwargs):
         """Configures training; both optimizers default to the paper's Adam.
 
         Call it inside `strategy.scope()` when training with `tf.distribute`.
         The optimizers' variables are created here, before `fit`, so that a
         custom `train_step` under a distribution strategy finds them
-        (keras-team/keras#19246).
+        (keras-team/keras#19246: otherwise `fit` fails with "You must feed a
+        value for placeholder tensor").
 
         Args:
             d_optimizer: optimizer of the discriminator.
             g_optimizer: optimizer of the generator.
+            auto_scale_loss: if a network computes in float16 (precision
+                "mixed_float16"), wrap its optimizer in
+                `keras.optimizers.LossScaleOptimizer` (dynamic loss scaling
+                keeps small float16 gradients from flushing to zero), unless
+                it already is one. As `keras.Model.compile`'s argument of
+                that name.
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`,
                 `steps_per_execution`).
         """
         super().compile(**kwargs)
-        self.d_optimizer = d_optimizer or paper_adam()
-        self.g_optimizer = g_optimizer or paper_adam()
+        d_optimizer = d_optimizer or paper_adam()
+        g_optimizer = g_optimizer or paper_adam()
+        if auto_scale_loss:
+            d_optimizer = _loss_scaled(d_optimizer, self.discriminator)
+            g_optimizer = _loss_scaled(g_optimizer, self.generator)
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
 
@@ -173,6 +217,31 @@ class DCGAN(keras.Model):
     def call(self, z, training=False):
         return self.generator(z, training=training)
 
+    def latent_noise(self, batch_size):
+        """The z of one training step: `batch_size` draws from N(0, I).
+
+        Called by `train_step` once per step, on each replica. The draws
+        follow `seed_generator`, whose state advances every step. Under a
+        strategy with several replicas that state is one mirrored variable,
+        the same on every replica, so the replica's id is folded into the
+        seed: otherwise all replicas would draw the same z and the global
+        batch would hold only `batch_size / replicas` distinct noise vectors.
+        On one device the draws are `keras.random.normal(seed=seed_generator)`.
+        Override it to train with another prior.
+
+        Args:
+            batch_size: number of vectors (this replica's share of the batch).
+
+        Returns:
+            A float32 tensor of shape `(batch_size, latent_dim)`.
+        """
+        shape = (batch_size, self.latent_dim)
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return keras.random.normal(shape, seed=self.seed_generator)
+        seed = tf.random.fold_in(self.seed_generator.next(), context.replica_id_in_sync_group)
+        return tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32)
+
     @staticmethod
     def _scaled(loss, optimizer):
         # Under tf.distribute each replica sees 1/N of the global batch and the
@@ -190,8 +259,24 @@ class DCGAN(keras.Model):
 
     def train_step(self, data):
         real = data[0] if isinstance(data, (tuple, list)) else data  # labels, if any, are dropped
+        # Every op of the step waits for the batch. Under MultiWorkerMirroredStrategy
+        # the end of a dataset of unknown length is found inside the step's graph,
+        # one step late, and the ops that do not read the batch (optimizer step
+        # counters, metric counts, the noise seed) would still run for that
+        # phantom step: one step too many per epoch, and diluted epoch losses.
+        with tf.control_dependencies([real]):
+            logs = self._update(real)
+        if _multi_worker(tf.distribute.get_strategy()):
+            # tensorflow/tensorflow#72388: with several workers, Keras 3 reduces
+            # the step's logs with strategy.reduce(MEAN, axis=0), which fails on
+            # scalars; one-element vectors reduce to the scalar mean.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
+    def _update(self, real):
+        # One discriminator and one generator update on a batch of real images.
         batch_size = tf.shape(real)[0]
-        z = keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+        z = self.latent_noise(batch_size)
 
         with tf.GradientTape() as g_tape:
             # 1. One generator forward pass; the tape keeps it for step 3.

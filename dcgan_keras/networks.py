@@ -11,6 +11,12 @@ Both follow the DCGAN guidelines (Radford et al. 2016, section 3):
 4. ReLU in the generator with a Tanh output, LeakyReLU(0.2) in the discriminator.
 
 Weights are drawn from N(0, 0.02); batch-norm scales from N(1, 0.02).
+
+Every layer takes its dtype policy from `Config.precision`, except the
+generator's tanh output and the discriminator's logit, which are float32 in any
+precision (mixed-precision outputs that feed a loss or leave the model should be
+float32). `Config.sync_batch_norm` makes batch norm use the statistics of the
+global batch under a `tf.distribute` strategy.
 """
 
 from __future__ import annotations
@@ -35,11 +41,14 @@ def _num_stages(image_size: int) -> int:
 def _batch_norm(config: Config, name: str) -> layers.BatchNormalization:
     # momentum 0.9 and epsilon 1e-5 match the reference implementations
     # (Theano / Torch / PyTorch), whose running averages move 10x faster than
-    # Keras' default momentum of 0.99.
+    # Keras' default momentum of 0.99. synchronized=True all-reduces the
+    # batch statistics across the replicas of a tf.distribute strategy.
     return layers.BatchNormalization(
         momentum=0.9,
         epsilon=1e-5,
         gamma_initializer=keras.initializers.RandomNormal(1.0, config.init_stddev),
+        synchronized=config.sync_batch_norm,
+        dtype=config.precision,
         name=name,
     )
 
@@ -52,7 +61,7 @@ def build_generator(config: Config) -> keras.Model:
 
     Args:
         config: a `Config`; uses `image_size`, `channels`, `latent_dim`,
-            `base_width` and `init_stddev`.
+            `base_width`, `init_stddev`, `precision` and `sync_batch_norm`.
 
     Returns:
         A functional `keras.Model` named "generator" whose output has shape
@@ -61,20 +70,21 @@ def build_generator(config: Config) -> keras.Model:
     stages = _num_stages(config.image_size)
     init = keras.initializers.RandomNormal(0.0, config.init_stddev)
     width = config.base_width * 2 ** (stages - 1)
+    dtype = config.precision
 
     z = keras.Input(shape=(config.latent_dim,), name="z")
     # "Project and reshape": a single matrix multiply, not a hidden FC layer.
-    x = layers.Dense(4 * 4 * width, use_bias=False, kernel_initializer=init, name="project")(z)
-    x = layers.Reshape((4, 4, width), name="reshape")(x)  # 4x4xW
+    x = layers.Dense(4 * 4 * width, use_bias=False, kernel_initializer=init, dtype=dtype, name="project")(z)
+    x = layers.Reshape((4, 4, width), dtype=dtype, name="reshape")(x)  # 4x4xW
     x = _batch_norm(config, "project_bn")(x)
-    x = layers.ReLU(name="project_relu")(x)
+    x = layers.ReLU(dtype=dtype, name="project_relu")(x)
     for stage in range(1, stages):
         width //= 2
-        x = UpConv2D(width, kernel_initializer=init, use_bias=False, name=f"up{stage}")(x)
+        x = UpConv2D(width, kernel_initializer=init, use_bias=False, dtype=dtype, name=f"up{stage}")(x)
         x = _batch_norm(config, f"up{stage}_bn")(x)
-        x = layers.ReLU(name=f"up{stage}_relu")(x)  # side doubles each stage
-    # Output layer: no batch norm, Tanh to [-1, 1].
-    x = UpConv2D(config.channels, kernel_initializer=init, use_bias=True, name=f"up{stages}")(x)
+        x = layers.ReLU(dtype=dtype, name=f"up{stage}_relu")(x)  # side doubles each stage
+    # Output layer: no batch norm, Tanh to [-1, 1], in float32 in any precision.
+    x = UpConv2D(config.channels, kernel_initializer=init, use_bias=True, dtype=dtype, name=f"up{stages}")(x)
     images = layers.Activation("tanh", dtype="float32", name="tanh")(x)
     return keras.Model(z, images, name="generator")
 
@@ -87,7 +97,7 @@ def build_discriminator(config: Config) -> keras.Model:
 
     Args:
         config: a `Config`; uses `image_size`, `channels`, `base_width`,
-            `leaky_slope` and `init_stddev`.
+            `leaky_slope`, `init_stddev`, `precision` and `sync_batch_norm`.
 
     Returns:
         A functional `keras.Model` named "discriminator" mapping
@@ -95,6 +105,7 @@ def build_discriminator(config: Config) -> keras.Model:
     """
     stages = _num_stages(config.image_size)
     init = keras.initializers.RandomNormal(0.0, config.init_stddev)
+    dtype = config.precision
 
     images = keras.Input(shape=(config.image_size, config.image_size, config.channels), name="images")
     x = images
@@ -102,12 +113,13 @@ def build_discriminator(config: Config) -> keras.Model:
     for stage in range(1, stages + 1):
         x = layers.Conv2D(
             width, 4, strides=2, padding="same", kernel_initializer=init,
-            use_bias=stage == 1, name=f"down{stage}",
+            use_bias=stage == 1, dtype=dtype, name=f"down{stage}",
         )(x)
         if stage > 1:  # no batch norm on the input layer
             x = _batch_norm(config, f"down{stage}_bn")(x)
-        x = layers.LeakyReLU(config.leaky_slope, name=f"down{stage}_lrelu")(x)
+        x = layers.LeakyReLU(config.leaky_slope, dtype=dtype, name=f"down{stage}_lrelu")(x)
         width *= 2
-    x = layers.Flatten(name="flatten")(x)  # 4x4xW
+    x = layers.Flatten(dtype=dtype, name="flatten")(x)  # 4x4xW
+    # The logit in float32 in any precision: the loss is computed from it.
     logits = layers.Dense(1, kernel_initializer=init, dtype="float32", name="logit")(x)
     return keras.Model(images, logits, name="discriminator")

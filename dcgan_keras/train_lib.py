@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import time
 import warnings
 
-import numpy as np
 
 from dcgan_keras import _backend  # noqa: F401
 import keras
@@ -18,64 +18,66 @@ from dcgan_keras.callbacks import LossPlot, SampleGrid, read_history_csv
 from dcgan_keras.config import Config
 from dcgan_keras.data import make_dataset
 from dcgan_keras.export import export_generator
-from dcgan_keras.gan import DCGAN
+from dcgan_keras.distribute import get_strategy, is_chief, worker_task
+from dcgan_keras.gan import DCGAN, paper_adam
+from dcgan_keras.guards import (
+    AtomicCheckpoint, DivergenceGuard, GracefulInterrupt, RunBackup, TrainingInterrupted,
+    read_backup, restore_backup,
+)
 
 
-class SeedStateBackup(keras.callbacks.Callback):
-    """Backs up and restores the state of `model.seed_generator` (the noise of `train_step`).
-
-    `keras.callbacks.BackupAndRestore` saves the model with `save_weights`,
-    which covers the networks and both optimizers but not the state of a
-    `keras.random.SeedGenerator`; without it, a resumed run would draw the
-    same z sequence again from its start.
-
-    Args:
-        backup_dir: the folder of the `BackupAndRestore` callback.
-    """
-
-    FILENAME = "seed_generator_state.json"
-
-    def __init__(self, backup_dir):
-        super().__init__()
-        self.path = os.path.join(os.fspath(backup_dir), self.FILENAME)
-
-    def on_train_begin(self, logs=None):
-        state = getattr(self.model, "seed_generator", None)
-        if state is None or not os.path.exists(self.path):
-            return
-        with open(self.path) as f:
-            saved = json.load(f)
-        metadata = os.path.join(os.path.dirname(self.path), "training_metadata.json")
-        if os.path.exists(metadata):
-            with open(metadata) as f:
-                epoch = json.load(f).get("epoch")
-            if epoch != saved.get("epoch"):
-                # The job was killed between the two backups of one epoch.
-                warnings.warn(
-                    f"The noise generator's backup (epoch {saved.get('epoch')}) does not match "
-                    f"the model's (epoch {epoch}); the noise sequence starts afresh.",
-                    stacklevel=2,
-                )
-                return
-        state.state.assign(np.asarray(saved["state"], dtype=state.state.dtype))
-
-    def on_epoch_end(self, epoch, logs=None):
-        state = getattr(self.model, "seed_generator", None)
-        if state is None:
-            return
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"state": np.asarray(state.state.numpy()).tolist(), "epoch": epoch + 1}, f)
-        os.replace(tmp, self.path)
+RUN_FILES = ("ckpt.keras", "backup", "history.csv", "losses.png", "samples", "logs", "config.json")
 
 
-def _backed_up_epochs(backup_dir) -> int:
-    path = os.path.join(backup_dir, "training_metadata.json")
-    if not os.path.exists(path):
-        return 0
-    with open(path) as f:
-        return int(json.load(f).get("epoch", 0))
+def _run_record(config: Config, dataset) -> dict:
+    return {"config": config.to_dict(), "dataset": "array" if hasattr(dataset, "shape") else str(dataset)}
+
+
+def _check_run_dir(run_dir: str, record: dict, resume: bool, overwrite: bool) -> list[str]:
+    """Refuses to mix two runs in one folder; returns what `overwrite` will replace."""
+    config_path = os.path.join(run_dir, "config.json")
+    present = [name for name in RUN_FILES if os.path.exists(os.path.join(run_dir, name))]
+    if not present:
+        return []
+    old = None
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            old = json.load(f)
+    if resume:
+        if old is None:
+            return []  # nothing to compare with; the backup check follows
+        try:  # through Config, so that fields added since the run was made take their defaults
+            before = Config.from_dict(old.get("config", {})).to_dict()
+        except (TypeError, ValueError):
+            before = old.get("config", {})
+        changed = {
+            key: (before.get(key), value) for key, value in record["config"].items() if before.get(key) != value
+        }
+        if old.get("dataset") != record["dataset"]:
+            changed["dataset"] = (old.get("dataset"), record["dataset"])
+        if changed:
+            diff = ", ".join(f"{k}: {a!r} in the run, {b!r} asked" for k, (a, b) in changed.items())
+            raise ValueError(
+                f"Cannot resume the run in {run_dir!r} with different settings ({diff}). Resume with "
+                "the run's own settings (see its config.json), or start a new run in another run_dir."
+            )
+        return []
+    if not overwrite:
+        state = read_backup(os.path.join(run_dir, "backup"))
+        done = f"{state['epoch']} finished epoch(s)" if state else "files"
+        raise FileExistsError(
+            f"{run_dir!r} already holds a run ({done}: {', '.join(present)}). Nothing was changed. "
+            "Pass resume=True (--resume) to continue it, overwrite=True (--overwrite) to replace it, "
+            "or another run_dir (--run-dir)."
+        )
+    return [os.path.join(run_dir, name) for name in present]
+
+
+def _epoch_of(row: dict) -> float:
+    try:  # a row cut short by a kill has an empty or partial last field
+        return int(row["epoch"]) if all(v not in (None, "") for v in row.values()) else math.inf
+    except (TypeError, ValueError):
+        return math.inf
 
 
 def _trim_history(path, epochs: int) -> dict[str, list[float]]:
@@ -84,7 +86,9 @@ def _trim_history(path, epochs: int) -> dict[str, list[float]]:
         return {}
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        fields, rows = reader.fieldnames, [r for r in reader if int(float(r["epoch"])) < epochs]
+        fields, rows = reader.fieldnames, [r for r in reader if _epoch_of(r) < epochs]
+    if not fields:
+        return {}
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
@@ -103,6 +107,9 @@ def train(
     data_dir: str | None = None,
     verbose: int | str = "auto",
     resume: bool = False,
+    overwrite: bool = False,
+    callbacks: list | None = None,
+    strategy=None,
 ) -> dict:
     """Trains a DCGAN and leaves its results in `run_dir`.
 
@@ -124,73 +131,112 @@ def train(
             of the EMA generator, both optimizers' states, the noise
             generator's state and the epoch counter), e.g. after the job was
             killed, or to extend a finished run to more `epochs` in total.
-            When `False`, an old backup is deleted and training starts afresh.
-            The backup is written at the end of every epoch either way.
+            Refused when the run's config.json differs from `config` or
+            `dataset`. The backup is written at the end of every epoch.
             Note: the data order after a resume is a fresh shuffle, not the one
             the uninterrupted run would have seen (tf.data's shuffle state is
             not backed up).
+        overwrite: when `run_dir` already holds a run and `resume` is off,
+            replace it (its checkpoint, backup, history and samples are
+            deleted). Without it such a `run_dir` is refused and left as it is.
+        callbacks: more Keras callbacks for `fit` (e.g. an `EvaluationCallback`).
+        strategy: a `tf.distribute.Strategy`, or its name for
+            `distribute.make_strategy` ("default", "mirrored", "multi-worker",
+            "tpu"); `None` uses the strategy whose scope is active, if any.
+            The model is built and compiled in its scope, and
+            `config.batch_size` is the global batch, split between replicas.
+            In a multi-worker cluster every worker runs this function; only
+            the chief writes to `run_dir` and `export_dir`, the others write
+            their (identical) results to `run_dir/workers/TYPE_ID`, which
+            also keeps each worker's backup for `resume`.
 
     Returns:
         A summary dict: history, wall time, images per second, paths.
+
+    Raises:
+        TrainingDiverged: a loss or weight became NaN/Inf; the last finished
+            epoch's checkpoint and backup are kept and nothing is exported.
+        TrainingInterrupted: Ctrl-C or SIGTERM; the last finished epoch is
+            saved, and `resume=True` continues from it.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be a positive integer. Received: epochs={epochs}")
-    keras.utils.set_random_seed(config.seed)
     run_dir = os.fspath(run_dir)
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump({"config": config.to_dict(), "dataset": str(dataset) if not hasattr(dataset, "shape") else "array", "epochs": epochs}, f, indent=2)
+    strategy = get_strategy(strategy)  # first: multi-worker must start before other TF work
+    if not is_chief(strategy):
+        # Every worker saves too (reading replicated variables may take collective
+        # ops all workers join), but into a folder of its own.
+        run_dir = os.path.join(run_dir, "workers", "%s_%s" % worker_task(strategy))
+        export_dir = os.path.join(run_dir, "export") if export_dir else None
+    backup_dir = os.path.join(run_dir, "backup")
+    record = _run_record(config, dataset)
+    replaced = _check_run_dir(run_dir, record, resume, overwrite)
+    backup = read_backup(backup_dir) if resume else None
+    if resume and backup is None:
+        warnings.warn(f"resume=True but there is no backup in {backup_dir}; training starts afresh.", stacklevel=2)
+        resume = False
+    if backup is not None and backup["epoch"] >= epochs:
+        raise ValueError(
+            f"The run in {run_dir!r} has already finished {backup['epoch']} epochs; ask for more "
+            f"epochs to extend it. Received: epochs={epochs}"
+        )
+    keras.utils.set_random_seed(config.seed)
 
     ds = make_dataset(
         dataset, image_size=config.image_size, channels=config.channels,
         batch_size=config.batch_size, seed=config.seed, data_dir=data_dir,
     )
-    gan = DCGAN.from_config(config)
-    gan.compile()
-    if gan.optimizer is not None and not gan.optimizer.built:
-        # keras.Model.compile's default optimizer, which DCGAN never uses: built
-        # empty so that BackupAndRestore does not build it with every weight on
-        # resume and then warn that the backup's (empty) state does not fit.
-        gan.optimizer.build([])
+    with strategy.scope():  # variables (networks, optimizers) replicated as the strategy says
+        gan = DCGAN.from_config(config)
+        gan.compile(d_optimizer=paper_adam(config), g_optimizer=paper_adam(config))
+        if gan.optimizer is not None and not gan.optimizer.built:
+            # keras.Model.compile's default optimizer, which DCGAN never uses: built
+            # empty so that BackupAndRestore does not build it with every weight on
+            # resume and then warn that the backup's (empty) state does not fit.
+            gan.optimizer.build([])
 
-    backup_dir = os.path.join(run_dir, "backup")
+    # Data and model are ready: only now is anything in run_dir replaced or written.
+    for path in replaced:
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, ".config.json.partial"), "w") as f:
+        json.dump({**record, "epochs": epochs}, f, indent=2)
+    os.replace(os.path.join(run_dir, ".config.json.partial"), os.path.join(run_dir, "config.json"))
+
     history_csv = os.path.join(run_dir, "history.csv")
     loss_plot = LossPlot(os.path.join(run_dir, "losses.png"))
-    if not resume:
-        shutil.rmtree(backup_dir, ignore_errors=True)
-    elif not os.path.exists(os.path.join(backup_dir, "latest.weights.h5")):
-        warnings.warn(f"resume=True but there is no backup in {backup_dir}; training starts afresh.", stacklevel=2)
-        resume = False
-    else:
+    initial_epoch = 0
+    if resume:
+        initial_epoch = restore_backup(gan, backup_dir)
         # Keep the history of the backed-up epochs only, and go on appending to it.
-        loss_plot.history = _trim_history(history_csv, _backed_up_epochs(backup_dir))
+        loss_plot.history = _trim_history(history_csv, initial_epoch)
 
     log_dir = os.path.join(run_dir, "logs") if tensorboard else None
-    callbacks = [
+    interrupt = GracefulInterrupt()
+    all_callbacks = [
+        DivergenceGuard(),  # first: nothing below sees a broken model
+        interrupt,
+        *(callbacks or []),  # before the logger, so their logs (e.g. a metric) reach history.csv
         SampleGrid(os.path.join(run_dir, "samples"), every=sample_every, seed=config.seed, log_dir=log_dir),
         keras.callbacks.CSVLogger(history_csv, append=resume),
         loss_plot,
-        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "ckpt.keras")),
-        keras.callbacks.TerminateOnNaN(),
+        AtomicCheckpoint(os.path.join(run_dir, "ckpt.keras")),
+        RunBackup(backup_dir),  # kept after the run, so a finished run can be extended too
     ]
     if log_dir:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir))
-    # Kept after the run (delete_checkpoint=False) so that a finished run can
-    # also be continued to more epochs with `resume=True`.
-    callbacks += [
-        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
-        SeedStateBackup(backup_dir),
-    ]
-    # The step counter once a backup is restored, so that speed counts this call's steps only.
-    first_step = []
-    callbacks.append(keras.callbacks.LambdaCallback(
-        on_train_begin=lambda logs: first_step.append(int(gan.g_optimizer.iterations.numpy()))
-    ))
+        all_callbacks.append(keras.callbacks.TensorBoard(log_dir))
 
+    first_step = int(gan.g_optimizer.iterations.numpy())
     start = time.perf_counter()
-    history = gan.fit(ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    try:
+        with interrupt:
+            history = gan.fit(ds, epochs=epochs, initial_epoch=initial_epoch, callbacks=all_callbacks, verbose=verbose)
+    except TrainingInterrupted as stop:
+        raise TrainingInterrupted(
+            f"{stop} It is in {run_dir!r} (ckpt.keras, backup/); continue with resume=True (--resume)."
+        ) from None
     seconds = time.perf_counter() - start
-    steps = int(gan.g_optimizer.iterations.numpy()) - (first_step[0] if first_step else 0)
+    steps = int(gan.g_optimizer.iterations.numpy()) - first_step
     summary = {
         "history": history.history,
         "seconds": seconds,

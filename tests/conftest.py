@@ -22,7 +22,25 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+TINY = dict(image_size=32, channels=1, latent_dim=16, base_width=8, batch_size=32, seed=1)
+
+
 @pytest.fixture
 def tiny_config():
     """A DCGAN small enough to train in seconds on 2 CPU cores."""
-    return dk.Config(image_size=32, channels=1, latent_dim=16, base_width=8, batch_size=32, seed=1)
+    return dk.Config(**TINY)
+
+
+@pytest.fixture(scope="session")
+def make_tiny_gan():
+    """A function seed -> a compiled, untrained DCGAN of `tiny_config` (for module-scoped fixtures)."""
+
+    def make(seed: int = 0) -> dk.DCGAN:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        gan = dk.DCGAN.from_config(dk.Config(**TINY))
+        gan.compile()
+        return gan
+
+    return make

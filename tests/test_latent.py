@@ -10,25 +10,17 @@ import dcgan_keras as dk
 from dcgan_keras.cli import main
 from dcgan_keras.experiments import latent
 
-import keras
 
-# The same networks as the `tiny_config` fixture (module-scoped fixtures cannot use it).
-TINY = dict(image_size=32, channels=1, latent_dim=16, base_width=8, batch_size=32, seed=1)
 
 
 @pytest.fixture(scope="module")
-def untrained():
-    keras.utils.set_random_seed(0)
-    gan = dk.DCGAN.from_config(dk.Config(**TINY))
-    gan.compile()
-    return gan
+def untrained(make_tiny_gan):
+    return make_tiny_gan(0)
 
 
 @pytest.fixture(scope="module")
-def trained():
-    keras.utils.set_random_seed(1)
-    gan = dk.DCGAN.from_config(dk.Config(**TINY))
-    gan.compile()
+def trained(make_tiny_gan):
+    gan = make_tiny_gan(1)
     gan.fit(dk.make_dataset("digits", image_size=32, batch_size=64, seed=0), epochs=2, verbose=0)
     return gan
 

@@ -235,7 +235,7 @@ def test_resume_restores_weights_optimizer_states_noise_and_epoch_counter(tiny_c
     straight = dk.train(tiny_config, tmp_path / "straight", epochs=2, **kwargs)
     first = dk.train(tiny_config, tmp_path / "resumed", epochs=1, **kwargs)
     assert first["model"].g_optimizer.iterations.numpy() == 1
-    assert (tmp_path / "resumed" / "backup" / "latest.weights.h5").exists()
+    assert (tmp_path / "resumed" / "backup" / "state.json").exists()
     csv_path = tmp_path / "resumed" / "history.csv"
     header = csv_path.read_text().splitlines()[0]
     with open(csv_path, "a") as f:  # a row written just before a kill, after the last backup
@@ -260,6 +260,9 @@ def test_resume_restores_weights_optimizer_states_noise_and_epoch_counter(tiny_c
                     b.generator.get_weights() + b.discriminator.get_weights() + b.sampler.get_weights()):
         np.testing.assert_allclose(x, y, atol=1e-5)
 
-    # Without resume, an old backup is dropped and training starts afresh.
-    fresh = dk.train(tiny_config, tmp_path / "resumed", epochs=1, **kwargs)
+    # Without resume, the old run is kept unless overwrite is asked for; then training starts afresh.
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        dk.train(tiny_config, tmp_path / "resumed", epochs=1, **kwargs)
+    fresh = dk.train(tiny_config, tmp_path / "resumed", epochs=1, overwrite=True, **kwargs)
     assert fresh["model"].g_optimizer.iterations.numpy() == 1
+    assert len(dk.callbacks.read_history_csv(csv_path)["g_loss"]) == 1

@@ -39,12 +39,9 @@ def register(subparsers):
 
 def load_discriminator(path):
     """The discriminator of a `.keras` DCGAN checkpoint (or a bare model saved as `.keras`)."""
-    import dcgan_keras  # noqa: F401  (registers DCGAN for deserialisation)
-    import keras
+    from dcgan_keras.export import load_checkpoint
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No checkpoint at {path!r}; pass a .keras file, e.g. runs/NAME/ckpt.keras")
-    model = keras.models.load_model(path, compile=False)
+    model = load_checkpoint(path, compile=False)
     return getattr(model, "discriminator", model)
 
 

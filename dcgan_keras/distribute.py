@@ -1,0 +1,152 @@
+"""`tf.distribute` strategies by name, for `train(strategy=...)` and `train --strategy`.
+
+| name | strategy | devices |
+| --- | --- | --- |
+| "default" | `tf.distribute.get_strategy()` | one device (the first GPU, else the CPU) |
+| "mirrored" | `tf.distribute.MirroredStrategy()` | all GPUs of this machine |
+| "multi-worker" | `tf.distribute.MultiWorkerMirroredStrategy()` | all GPUs of every machine in `TF_CONFIG` |
+| "tpu" | `tf.distribute.TPUStrategy` | the cores of a Cloud TPU |
+
+Build and compile the model inside `strategy.scope()`; `fit` splits every global
+batch between the replicas. See docs/scaling.md for the commands.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+from dcgan_keras import _backend  # noqa: F401
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
+
+
+def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
+    """Creates the `tf.distribute` strategy called `name`.
+
+    "multi-worker" must be created when the program starts, before TensorFlow
+    runs anything (it configures collective operations), on every machine,
+    each with its own `TF_CONFIG`. "tpu" connects to a Cloud TPU and
+    initialises it.
+
+    Args:
+        name: "default", "mirrored", "multi-worker" or "tpu".
+        tpu: for "tpu": the TPU's name or `grpc://` address; by default the
+            one in the `TPU_NAME` variable, else the TPU of this VM ("local",
+            Cloud TPU VMs).
+
+    Returns:
+        A `tf.distribute.Strategy`.
+
+    Raises:
+        ValueError: for an unknown name.
+        RuntimeError: for "tpu" where no TPU can be found.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        if "TF_CONFIG" not in os.environ:
+            warnings.warn(
+                "strategy 'multi-worker' without a TF_CONFIG environment variable trains "
+                "on this machine alone. Set TF_CONFIG on every machine (docs/scaling.md).",
+                stacklevel=2,
+            )
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as error:
+            raise RuntimeError(
+                "strategy 'multi-worker' must be created when the program starts, before "
+                "TensorFlow runs any operation (it configures collective operations then). "
+                "Call dcgan_keras.make_strategy('multi-worker') first thing and pass the "
+                f"strategy on. Received: strategy='multi-worker', error: {error}"
+            ) from error
+    if name == "tpu":
+        return _tpu_strategy(tpu)
+    raise ValueError(
+        f"Unknown distribution strategy {name!r}: use one of {', '.join(STRATEGIES)}, "
+        f"or pass a tf.distribute.Strategy instance. Received: strategy={name!r}"
+    )
+
+
+# Variables through which TPUClusterResolver finds a TPU by itself.
+_TPU_ENVIRONMENT = ("TPU_NAME", "KUBE_GOOGLE_CLOUD_TPU_ENDPOINTS", "TPU_CONFIG")
+
+
+def _tpu_strategy(tpu: str | None) -> tf.distribute.TPUStrategy:
+    name = tpu
+    if name is None and not any(variable in os.environ for variable in _TPU_ENVIRONMENT):
+        name = "local"  # the TPU attached to this VM (Cloud TPU VMs)
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as error:
+        raise RuntimeError(
+            "strategy 'tpu' found no TPU to connect to. Run on a Cloud TPU VM (with the "
+            "TPU build of TensorFlow), or set TPU_NAME to the TPU's name or grpc:// "
+            "address; without a TPU, use 'default' or 'mirrored'. "
+            f"Received: tpu={tpu!r} (connecting to {name!r}), error: "
+            f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"
+        ) from error
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def get_strategy(strategy: str | tf.distribute.Strategy | None) -> tf.distribute.Strategy:
+    """A strategy from a name (`make_strategy`), an instance, or `None` (the current one).
+
+    Args:
+        strategy: a name, a `tf.distribute.Strategy`, or `None`.
+
+    Returns:
+        A `tf.distribute.Strategy`: `None` gives the one whose scope is active,
+        else the default strategy.
+    """
+    if strategy is None:
+        return tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.Strategy):
+        return strategy
+    if isinstance(strategy, str):
+        return make_strategy(strategy)
+    raise TypeError(
+        "strategy must be a name (" + ", ".join(STRATEGIES) + "), a tf.distribute.Strategy "
+        f"or None. Received: strategy={strategy!r} of type {type(strategy).__name__}"
+    )
+
+
+def worker_task(strategy: tf.distribute.Strategy) -> tuple[str | None, int | None]:
+    """The (task type, task id) of this process in a multi-worker cluster.
+
+    Args:
+        strategy: any strategy.
+
+    Returns:
+        `("worker", 1)` and the like under a multi-worker strategy (from its
+        cluster resolver, i.e. `TF_CONFIG`), `(None, None)` otherwise.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or isinstance(strategy, tf.distribute.TPUStrategy):
+        return None, None
+    return resolver.task_type, resolver.task_id
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's results (checkpoints, exports, plots).
+
+    In a multi-worker cluster the chief is the "chief" task if `TF_CONFIG`
+    names one, else worker 0; every other process is a non-chief worker.
+    Without a cluster, the one process is the chief.
+
+    Args:
+        strategy: any strategy.
+
+    Returns:
+        `True` for the chief.
+    """
+    task_type, task_id = worker_task(strategy)
+    if task_type is None or task_type == "chief":
+        return True
+    cluster = strategy.cluster_resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and "chief" not in cluster
