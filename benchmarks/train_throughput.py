@@ -1,6 +1,7 @@
 """Training and serving throughput of dcgan_keras, beside an equivalent PyTorch loop.
 
 Usage: python benchmarks/train_throughput.py [--steps 20] [--repeats 3] [--sizes 32x1,64x3]
+           [--precision float32|mixed_bfloat16|mixed_float16] [--jit] [--threads INTRA,INTER]
 
 Prints images/s of `DCGAN.fit` at batch 128 with data in memory (after a warm-up,
 median of repeats), of the tf.data pipeline alone, of generator inference through
@@ -8,11 +9,17 @@ an exported SavedModel's `serving_default` (batch 256), and, when torch is
 installed (`pip install torch==2.13.0`; a benchmark dependency only), of the
 pytorch/examples DCGAN loop with the same architecture in default and
 channels_last memory formats. Also prints analytic FLOPs per trained image.
+
+Levers: `--precision mixed_bfloat16` computes in bfloat16 (float32 weights) on
+both sides (PyTorch under `torch.autocast("cpu", torch.bfloat16)`), `--jit`
+compiles the train step with XLA, `--threads` sets TensorFlow's intra- and
+inter-op thread pools (PyTorch keeps its defaults).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import time
@@ -48,16 +55,16 @@ def train_flops_per_image(config: dk.Config) -> float:
     return 2.0 * (3 * g + 6 * d + 3 * d)
 
 
-def keras_fit(config, steps, repeats):
+def keras_fit(config, steps, repeats, jit=False):
     gan = dk.DCGAN.from_config(config)
-    gan.compile()
+    gan.compile(jit_compile=jit)
     data = np.random.default_rng(0).uniform(-1, 1, (config.batch_size * 4, config.image_size, config.image_size, config.channels)).astype("float32")
     ds = tf.data.Dataset.from_tensor_slices(data).batch(config.batch_size, drop_remainder=True).cache().repeat()
-    gan.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)  # trace and warm up
+    gan.fit(ds, steps_per_epoch=3, epochs=1, verbose=0, shuffle=False)  # trace and warm up
     rates = []
     for _ in range(repeats):
         start = time.perf_counter()
-        gan.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+        gan.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
         rates.append(steps * config.batch_size / (time.perf_counter() - start))
     return statistics.median(rates), gan
 
@@ -89,6 +96,7 @@ def serving_rate(gan, repeats):
 
 
 def torch_rates(config, steps, repeats):
+    """Images/s of the pytorch/examples DCGAN step (and of G in eval mode), both memory formats."""
     try:
         import torch
         from torch import nn
@@ -126,14 +134,23 @@ def torch_rates(config, steps, repeats):
         real = torch.rand(config.batch_size, nc, size, size).mul(2).sub(1).to(memory_format=memory)
         ones, zeros = torch.ones(config.batch_size, 1), torch.zeros(config.batch_size, 1)
 
+        autocast = (
+            (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if config.precision == "mixed_bfloat16"
+            else contextlib.nullcontext
+        )
+
         def step():
             z = torch.randn(config.batch_size, nz, 1, 1)
-            fake = G(z)
+            with autocast():
+                fake = G(z)
+                d_loss = bce(D(real).float(), ones) + bce(D(fake.detach()).float(), zeros)
             opt_d.zero_grad()
-            (bce(D(real), ones) + bce(D(fake.detach()), zeros)).backward()
+            d_loss.backward()
             opt_d.step()
+            with autocast():
+                g_loss = bce(D(fake).float(), ones)
             opt_g.zero_grad()
-            bce(D(fake), ones).backward()
+            g_loss.backward()
             opt_g.step()
 
         for _ in range(3):
@@ -146,7 +163,7 @@ def torch_rates(config, steps, repeats):
             rates.append(steps * config.batch_size / (time.perf_counter() - start))
         results[fmt] = statistics.median(rates)
         G.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             z = torch.randn(256, nz, 1, 1)
             G(z)
             start = time.perf_counter()
@@ -161,15 +178,24 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", default="32x1,64x3")
+    parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"))
+    parser.add_argument("--jit", action="store_true", help="XLA-compile the train step")
+    parser.add_argument("--threads", default=None, help="INTRA,INTER thread pool sizes for TensorFlow")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
     args = parser.parse_args()
+    if args.threads:
+        intra, inter = map(int, args.threads.split(","))
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    print(f"precision {args.precision}, XLA {'on' if args.jit else 'off'}, threads {args.threads or 'default'}")
     print("| size | keras fit img/s | GFLOP/img | tf.data img/s | serving img/s (b256) | torch img/s | torch channels_last | ratio keras/torch | torch eval img/s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for spec in args.sizes.split(","):
         size, channels = map(int, spec.split("x"))
-        config = dk.Config(image_size=size, channels=channels, batch_size=128)
-        fit, gan = keras_fit(config, args.steps, args.repeats)
+        config = dk.Config(image_size=size, channels=channels, batch_size=128, precision=args.precision)
+        fit, gan = keras_fit(config, args.steps, args.repeats, jit=args.jit)
         flops = train_flops_per_image(config) / 1e9
-        torch_result = torch_rates(config, args.steps, args.repeats)
+        torch_result = None if args.no_torch else torch_rates(config, args.steps, args.repeats)
         t = torch_result or {}
         fmt = lambda v: f"{v:.0f}" if v else "n/a"  # noqa: E731
         ratio = f"{fit / t['default']:.2f}" if t else "n/a"

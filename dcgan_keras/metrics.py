@@ -611,7 +611,7 @@ class EvaluationCallback(keras.callbacks.Callback):
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self.batch_size = batch_size
         self.noise = None
-        self.history: list[tuple[int, dict]] = []
+        self.history: list[tuple[int, dict]] = []  # (epoch, counted from 1; the values)
         self._keys: list[str] = [name]
         self._writer = None
 

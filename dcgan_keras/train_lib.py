@@ -230,7 +230,10 @@ def train(
     start = time.perf_counter()
     try:
         with interrupt:
-            history = gan.fit(ds, epochs=epochs, initial_epoch=initial_epoch, callbacks=all_callbacks, verbose=verbose)
+            # shuffle=False: make_dataset shuffles already (Keras warns that fit's own
+            # shuffle does nothing for a tf.data.Dataset).
+            history = gan.fit(ds, epochs=epochs, initial_epoch=initial_epoch, callbacks=all_callbacks,
+                              verbose=verbose, shuffle=False)
     except TrainingInterrupted as stop:
         raise TrainingInterrupted(
             f"{stop} It is in {run_dir!r} (ckpt.keras, backup/); continue with resume=True (--resume)."
