@@ -77,6 +77,8 @@ def load_images(source, image_size: int = HASH_SIZE, channels: int | None = None
         [-1, 1], and a list of N names: the file paths for a folder, the
         indices (as strings) otherwise.
     """
+    import tensorflow as tf
+
     from dcgan_keras.data import array_images, folder_images, load_digits, preprocess
 
     names = None
@@ -108,7 +110,7 @@ def load_images(source, image_size: int = HASH_SIZE, channels: int | None = None
         if max_images:
             ds = ds.take(max_images)
         channels = channels or (1 if ds.element_spec.shape[-1] == 1 else 3)
-    ds = ds.map(lambda image: preprocess(image, image_size, channels), deterministic=True)
+    ds = ds.map(lambda image: preprocess(image, image_size, channels), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     images = np.concatenate([b.numpy() for b in ds.batch(batch_size)])
     return images, list(names) if names is not None else [str(i) for i in range(len(images))]
 
