@@ -191,8 +191,8 @@ def train(
         gan.compile(d_optimizer=paper_adam(config), g_optimizer=paper_adam(config))
         if gan.optimizer is not None and not gan.optimizer.built:
             # keras.Model.compile's default optimizer, which DCGAN never uses: built
-            # empty so that BackupAndRestore does not build it with every weight on
-            # resume and then warn that the backup's (empty) state does not fit.
+            # empty, as it is in every backup (`save_weights`), so that restoring one
+            # finds the same, empty state instead of building it with every weight.
             gan.optimizer.build([])
 
     # Data and model are ready: only now is anything in run_dir replaced or written.
