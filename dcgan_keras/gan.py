@@ -130,7 +130,7 @@ class DCGAN(keras.Model):
     def from_config(cls, config):
         """Builds a DCGAN from a `Config`, or from `get_config()`'s dict."""
         if isinstance(config, Config):
-            return cls(
+            gan = cls(
                 build_generator(config),
                 build_discriminator(config),
                 latent_dim=config.latent_dim,
@@ -139,6 +139,8 @@ class DCGAN(keras.Model):
                 seed=config.seed,
                 name="dcgan",
             )
+            gan._adam_config = config  # compile()'s default optimizers follow its learning rate and betas
+            return gan
         config = dict(config)
         config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
         config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])
@@ -157,7 +159,8 @@ class DCGAN(keras.Model):
         return config
 
     def compile(self, d_optimizer=None, g_optimizer=None, auto_scale_loss: bool = True, **kwargs):
-        """Configures training; both optimizers default to the paper's Adam.
+        """Configures training; both optimizers default to the paper's Adam
+        (with the learning rate and betas of the `Config` the model was built from).
 
         Call it inside `strategy.scope()` when training with `tf.distribute`.
         The optimizers' variables are created here, before `fit`, so that a
@@ -178,8 +181,9 @@ class DCGAN(keras.Model):
                 `steps_per_execution`).
         """
         super().compile(**kwargs)
-        d_optimizer = d_optimizer or paper_adam()
-        g_optimizer = g_optimizer or paper_adam()
+        adam_config = getattr(self, "_adam_config", None)
+        d_optimizer = d_optimizer or paper_adam(adam_config)
+        g_optimizer = g_optimizer or paper_adam(adam_config)
         if auto_scale_loss:
             d_optimizer = _loss_scaled(d_optimizer, self.discriminator)
             g_optimizer = _loss_scaled(g_optimizer, self.generator)

@@ -52,10 +52,11 @@ def _all_finite(variables) -> bool:
     return all(np.isfinite(np.asarray(v)).all() for v in variables)
 
 
-def _atomic_write_json(path: str, data) -> None:
+def atomic_write_json(path: str, data) -> None:
+    """Writes `data` as JSON to `path` through a temporary file and a rename."""
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
     with open(tmp, "w") as f:
-        json.dump(data, f)
+        json.dump(data, f, indent=2)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -137,7 +138,7 @@ class RunBackup(keras.callbacks.Callback):
             "weights": name,
             "seed_state": None if seed is None else np.asarray(seed.state.numpy()).tolist(),
         }
-        _atomic_write_json(os.path.join(self.backup_dir, self.STATE), state)
+        atomic_write_json(os.path.join(self.backup_dir, self.STATE), state)
         for old in sorted(glob.glob(os.path.join(self.backup_dir, "epoch_*.weights.h5")))[: -self.keep]:
             os.remove(old)
 

@@ -10,7 +10,6 @@ import shutil
 import time
 import warnings
 
-
 from dcgan_keras import _backend  # noqa: F401
 import keras
 
@@ -19,10 +18,10 @@ from dcgan_keras.config import Config
 from dcgan_keras.data import make_dataset
 from dcgan_keras.export import export_generator
 from dcgan_keras.distribute import get_strategy, is_chief, worker_task
-from dcgan_keras.gan import DCGAN, paper_adam
+from dcgan_keras.gan import DCGAN
 from dcgan_keras.guards import (
     AtomicCheckpoint, DivergenceGuard, GracefulInterrupt, RunBackup, TrainingInterrupted,
-    read_backup, restore_backup,
+    atomic_write_json, read_backup, restore_backup,
 )
 
 
@@ -188,7 +187,7 @@ def train(
     )
     with strategy.scope():  # variables (networks, optimizers) replicated as the strategy says
         gan = DCGAN.from_config(config)
-        gan.compile(d_optimizer=paper_adam(config), g_optimizer=paper_adam(config))
+        gan.compile()  # the paper's Adam with config's learning rate and betas
         if gan.optimizer is not None and not gan.optimizer.built:
             # keras.Model.compile's default optimizer, which DCGAN never uses: built
             # empty, as it is in every backup (`save_weights`), so that restoring one
@@ -199,9 +198,7 @@ def train(
     for path in replaced:
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, ".config.json.partial"), "w") as f:
-        json.dump({**record, "epochs": epochs}, f, indent=2)
-    os.replace(os.path.join(run_dir, ".config.json.partial"), os.path.join(run_dir, "config.json"))
+    atomic_write_json(os.path.join(run_dir, "config.json"), {**record, "epochs": epochs})
 
     history_csv = os.path.join(run_dir, "history.csv")
     loss_plot = LossPlot(os.path.join(run_dir, "losses.png"))

@@ -55,6 +55,12 @@ def test_compile_defaults_to_the_paper_adam_and_builds_optimizer_state(tiny_conf
         assert float(optimizer.learning_rate) == pytest.approx(2e-4)
         assert optimizer.beta_1 == pytest.approx(0.5)
         assert optimizer.built  # variables exist before fit (tf.distribute needs it)
+    # The defaults follow the Config the model was built from (as `train --learning-rate` does).
+    tuned = dk.DCGAN.from_config(tiny_config.replace(learning_rate=1e-3, beta_1=0.7))
+    tuned.compile()
+    for optimizer in (tuned.d_optimizer, tuned.g_optimizer):
+        assert float(optimizer.learning_rate) == pytest.approx(1e-3)
+        assert optimizer.beta_1 == pytest.approx(0.7)
 
 
 def test_ema_generator_starts_equal_and_follows_the_generator(tiny_config):
