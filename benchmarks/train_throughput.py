@@ -1,14 +1,16 @@
 """Training and serving throughput of dcgan_keras, beside an equivalent PyTorch loop.
 
-Usage: python benchmarks/train_throughput.py [--steps 20] [--repeats 3] [--sizes 32x1,64x3]
+Usage: python benchmarks/train_throughput.py [--steps 20] [--repeats 5] [--sizes 32x1,64x3]
            [--precision float32|mixed_bfloat16|mixed_float16] [--jit] [--threads INTRA,INTER]
 
 Prints images/s of `DCGAN.fit` at batch 128 with data in memory (after a warm-up,
-median of repeats), of the tf.data pipeline alone, of generator inference through
+timed per epoch, median of rounds that alternate with the PyTorch loop), of the
+tf.data pipeline alone, of generator inference through
 an exported SavedModel's `serving_default` (batch 256), and, when torch is
 installed (`pip install torch==2.13.0`; a benchmark dependency only), of the
 pytorch/examples DCGAN loop with the same architecture in default and
-channels_last memory formats. Also prints analytic FLOPs per trained image.
+channels_last memory formats. Also prints analytic FLOPs per trained image and
+the fraction of the cores' practical peak (a large matmul in the same precision).
 
 Levers: `--precision mixed_bfloat16` computes in bfloat16 (float32 weights) on
 both sides (PyTorch under `torch.autocast("cpu", torch.bfloat16)`), `--jit`
@@ -55,18 +57,49 @@ def train_flops_per_image(config: dk.Config) -> float:
     return 2.0 * (3 * g + 6 * d + 3 * d)
 
 
-def keras_fit(config, steps, repeats, jit=False):
+class EpochClock(keras.callbacks.Callback):
+    """Seconds of each epoch, from its first step to its last.
+
+    Timing whole `fit` calls would add the teardown of fit's data iterator:
+    with tf.data autotuning on, it waits for the autotuner's thread, up to ~5 s
+    here (once per `fit`, so nothing in real training, but enough to halve the
+    rate of a short benchmark call at random).
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds = time.perf_counter() - self.start
+
+
+def keras_round(config, steps, jit=False):
+    """Builds and warms up a DCGAN; returns it and a function that times one epoch of `steps` steps."""
     gan = dk.DCGAN.from_config(config)
     gan.compile(jit_compile=jit)
     data = np.random.default_rng(0).uniform(-1, 1, (config.batch_size * 4, config.image_size, config.image_size, config.channels)).astype("float32")
     ds = tf.data.Dataset.from_tensor_slices(data).batch(config.batch_size, drop_remainder=True).cache().repeat()
-    gan.fit(ds, steps_per_epoch=3, epochs=1, verbose=0, shuffle=False)  # trace and warm up
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        gan.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-        rates.append(steps * config.batch_size / (time.perf_counter() - start))
-    return statistics.median(rates), gan
+    gan.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)  # trace and warm up
+
+    def one_round():
+        clock = EpochClock()
+        gan.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[clock])
+        return steps * config.batch_size / clock.seconds
+
+    return gan, one_round
+
+
+def peak_gflops(dtype, n=2048, seconds=2.0):
+    """GFLOP/s of a large matrix product in TensorFlow (oneDNN): the cores' practical peak."""
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
+    matmul = tf.function(tf.linalg.matmul, autograph=False)
+    matmul(a, b).numpy()
+    start, count = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        matmul(a, b).numpy()
+        count += 1
+    return count * 2 * n**3 / (time.perf_counter() - start) / 1e9
 
 
 def pipeline_rate(config):
@@ -95,8 +128,13 @@ def serving_rate(gan, repeats):
     return statistics.median(rates)
 
 
-def torch_rates(config, steps, repeats):
-    """Images/s of the pytorch/examples DCGAN step (and of G in eval mode), both memory formats."""
+def torch_rounds(config, steps):
+    """The pytorch/examples DCGAN step, warmed up, in both memory formats.
+
+    Returns {format: (one_round, inference_rate)} where one_round() times `steps`
+    training steps in images/s and inference_rate is G in eval mode at batch 256;
+    None without torch.
+    """
     try:
         import torch
         from torch import nn
@@ -155,13 +193,13 @@ def torch_rates(config, steps, repeats):
 
         for _ in range(3):
             step()
-        rates = []
-        for _ in range(repeats):
+
+        def one_round(step=step):
             start = time.perf_counter()
             for _ in range(steps):
                 step()
-            rates.append(steps * config.batch_size / (time.perf_counter() - start))
-        results[fmt] = statistics.median(rates)
+            return steps * config.batch_size / (time.perf_counter() - start)
+
         G.eval()
         with torch.no_grad(), autocast():
             z = torch.randn(256, nz, 1, 1)
@@ -169,14 +207,16 @@ def torch_rates(config, steps, repeats):
             start = time.perf_counter()
             for _ in range(5):
                 G(z)
-            results[f"{fmt}_inference"] = 5 * 256 / (time.perf_counter() - start)
+            inference = 5 * 256 / (time.perf_counter() - start)
+        G.train()
+        results[fmt] = (one_round, inference)
     return results
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=20, help="training steps per timed round")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds; each times keras, then PyTorch, then PyTorch channels_last")
     parser.add_argument("--sizes", default="32x1,64x3")
     parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"))
     parser.add_argument("--jit", action="store_true", help="XLA-compile the train step")
@@ -187,21 +227,33 @@ def main():
         intra, inter = map(int, args.threads.split(","))
         tf.config.threading.set_intra_op_parallelism_threads(intra)
         tf.config.threading.set_inter_op_parallelism_threads(inter)
-    print(f"precision {args.precision}, XLA {'on' if args.jit else 'off'}, threads {args.threads or 'default'}")
-    print("| size | keras fit img/s | GFLOP/img | tf.data img/s | serving img/s (b256) | torch img/s | torch channels_last | ratio keras/torch | torch eval img/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    compute = "float32" if args.precision == "float32" else args.precision.split("_")[1]
+    peak = peak_gflops(compute)
+    print(f"precision {args.precision}, XLA {'on' if args.jit else 'off'}, threads {args.threads or 'default'}; "
+          f"peak (TensorFlow {compute} 2048x2048 matmul) {peak:.0f} GFLOP/s")
+    print("| size | keras fit img/s | PyTorch img/s | PyTorch channels_last | ratio to PyTorch | ratio to channels_last "
+          "| GFLOP/img | keras % of peak | tf.data img/s | serving img/s (b256) | PyTorch eval img/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for spec in args.sizes.split(","):
         size, channels = map(int, spec.split("x"))
         config = dk.Config(image_size=size, channels=channels, batch_size=128, precision=args.precision)
-        fit, gan = keras_fit(config, args.steps, args.repeats, jit=args.jit)
+        gan, keras_one = keras_round(config, args.steps, jit=args.jit)
+        torch_fns = None if args.no_torch else torch_rounds(config, args.steps)
+        rates = {"keras": [], "default": [], "channels_last": []}
+        for _ in range(args.repeats):  # interleaved, so that drifts of the cores' speed hit all three alike
+            rates["keras"].append(keras_one())
+            for fmt, (one_round, _) in (torch_fns or {}).items():
+                rates[fmt].append(one_round())
+        median = {name: statistics.median(values) if values else None for name, values in rates.items()}
         flops = train_flops_per_image(config) / 1e9
-        torch_result = None if args.no_torch else torch_rates(config, args.steps, args.repeats)
-        t = torch_result or {}
         fmt = lambda v: f"{v:.0f}" if v else "n/a"  # noqa: E731
-        ratio = f"{fit / t['default']:.2f}" if t else "n/a"
-        print(f"| {size}x{size}x{channels} | {fit:.0f} | {flops:.2f} | {pipeline_rate(config):.0f} | "
-              f"{serving_rate(gan, args.repeats):.0f} | {fmt(t.get('default'))} | {fmt(t.get('channels_last'))} | "
-              f"{ratio} | {fmt(t.get('default_inference'))} |", flush=True)
+        ratio = lambda other: f"{median['keras'] / other:.2f}" if other else "n/a"  # noqa: E731
+        inference = torch_fns["default"][1] if torch_fns else None
+        print(f"| {size}x{size}x{channels} | {median['keras']:.0f} | {fmt(median['default'])} | {fmt(median['channels_last'])} | "
+              f"{ratio(median['default'])} | {ratio(median['channels_last'])} | {flops:.2f} | "
+              f"{100 * median['keras'] * flops / peak:.0f}% | {pipeline_rate(config):.0f} | "
+              f"{serving_rate(gan, 3):.0f} | {fmt(inference)} |", flush=True)
+        print("  rounds (img/s): " + "; ".join(f"{name} " + " ".join(f"{v:.0f}" for v in values) for name, values in rates.items() if values), flush=True)
 
 
 if __name__ == "__main__":

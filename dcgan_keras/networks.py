@@ -28,7 +28,7 @@ import keras
 from keras import layers
 
 from dcgan_keras.config import Config
-from dcgan_keras.layers import UpConv2D
+from dcgan_keras.layers import BatchNormalization, DownConv2D, UpConv2D
 
 
 def _num_stages(image_size: int) -> int:
@@ -38,12 +38,12 @@ def _num_stages(image_size: int) -> int:
     return int(math.log2(image_size // 4))
 
 
-def _batch_norm(config: Config, name: str) -> layers.BatchNormalization:
+def _batch_norm(config: Config, name: str) -> BatchNormalization:
     # momentum 0.9 and epsilon 1e-5 match the reference implementations
     # (Theano / Torch / PyTorch), whose running averages move 10x faster than
     # Keras' default momentum of 0.99. synchronized=True all-reduces the
     # batch statistics across the replicas of a tf.distribute strategy.
-    return layers.BatchNormalization(
+    return BatchNormalization(
         momentum=0.9,
         epsilon=1e-5,
         gamma_initializer=keras.initializers.RandomNormal(1.0, config.init_stddev),
@@ -111,10 +111,7 @@ def build_discriminator(config: Config) -> keras.Model:
     x = images
     width = config.base_width
     for stage in range(1, stages + 1):
-        x = layers.Conv2D(
-            width, 4, strides=2, padding="same", kernel_initializer=init,
-            use_bias=stage == 1, dtype=dtype, name=f"down{stage}",
-        )(x)
+        x = DownConv2D(width, kernel_initializer=init, use_bias=stage == 1, dtype=dtype, name=f"down{stage}")(x)
         if stage > 1:  # no batch norm on the input layer
             x = _batch_norm(config, f"down{stage}_bn")(x)
         x = layers.LeakyReLU(config.leaky_slope, dtype=dtype, name=f"down{stage}_lrelu")(x)
