@@ -1,5 +1,6 @@
-"""Layers of the DCGAN networks: the generator's 4x4, stride-2 up-sampling
-convolution, and batch normalisation that trains with one fused kernel."""
+"""Layers of the DCGAN networks: the 4x4, stride-2 convolutions that double
+(generator) and halve (discriminator) the side, and batch normalisation that
+trains with one fused kernel."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ import keras
 import tensorflow as tf
 
 IMPLEMENTATIONS = ("subpixel", "transpose")
+_GEOMETRY = ("kernel_size", "strides", "padding")  # fixed by the strided layers below
+
+
+def _without_geometry(mapping):
+    # The strided layers fix these; they are neither taken nor saved.
+    return {key: value for key, value in mapping.items() if key not in _GEOMETRY}
 
 # For output phase a (row parity of the output pixel) and input offset
 # d in (-1, 0, +1), the kernel tap of a 'same'-padded, stride-2, 4-tap transposed
@@ -116,9 +123,7 @@ class UpConv2D(keras.layers.Conv2DTranspose):
     """
 
     def __init__(self, filters, implementation="transpose", **kwargs):
-        for fixed in ("kernel_size", "strides", "padding"):
-            kwargs.pop(fixed, None)
-        super().__init__(filters, kernel_size=4, strides=2, padding="same", **kwargs)
+        super().__init__(filters, kernel_size=4, strides=2, padding="same", **_without_geometry(kwargs))
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(
                 f"implementation must be one of {IMPLEMENTATIONS}. "
@@ -141,6 +146,8 @@ class UpConv2D(keras.layers.Conv2DTranspose):
     float32_weight_gradients = "auto"  # see _wgrad_in_float32; not saved
 
     def call(self, inputs):
+        if self.data_format != "channels_last":
+            return super().call(inputs)
         if self.implementation == "transpose":
             side = inputs.shape[1] * 2 if inputs.shape[1] is not None else None
             x = _strided_conv(inputs, self.kernel, transpose=True, wgrad_float32=_wgrad_in_float32(self, side))
@@ -159,11 +166,7 @@ class UpConv2D(keras.layers.Conv2DTranspose):
         return x
 
     def get_config(self):
-        config = super().get_config()
-        for fixed in ("kernel_size", "strides", "padding"):
-            config.pop(fixed, None)
-        config["implementation"] = self.implementation
-        return config
+        return {**_without_geometry(super().get_config()), "implementation": self.implementation}
 
 
 @keras.saving.register_keras_serializable(package="dcgan_keras")
@@ -183,9 +186,7 @@ class DownConv2D(keras.layers.Conv2D):
     float32_weight_gradients = "auto"  # see _wgrad_in_float32; not saved
 
     def __init__(self, filters, **kwargs):
-        for fixed in ("kernel_size", "strides", "padding"):
-            kwargs.pop(fixed, None)
-        super().__init__(filters, kernel_size=4, strides=2, padding="same", **kwargs)
+        super().__init__(filters, kernel_size=4, strides=2, padding="same", **_without_geometry(kwargs))
 
     def convolution_op(self, inputs, kernel):
         if self.data_format != "channels_last":
@@ -194,10 +195,7 @@ class DownConv2D(keras.layers.Conv2D):
         return _strided_conv(inputs, kernel, transpose=False, wgrad_float32=_wgrad_in_float32(self, side))
 
     def get_config(self):
-        config = super().get_config()
-        for fixed in ("kernel_size", "strides", "padding"):
-            config.pop(fixed, None)
-        return config
+        return _without_geometry(super().get_config())
 
 
 _FUSED_DTYPES = ("float32", "float16", "bfloat16")
