@@ -9,8 +9,11 @@ tf.data pipeline alone, of generator inference through
 an exported SavedModel's `serving_default` (batch 256), and, when torch is
 installed (`pip install torch==2.13.0`; a benchmark dependency only), of the
 pytorch/examples DCGAN loop with the same architecture in default and
-channels_last memory formats. Also prints analytic FLOPs per trained image and
-the fraction of the cores' practical peak (a large matmul in the same precision).
+channels_last memory formats, and with D's weights frozen during G's backward
+pass ("same work": that loop also computes D's weight gradients there and
+discards them; `DCGAN.train_step` does not compute them). Also prints
+`train_step`'s analytic FLOPs per trained image and their rate as a fraction of
+the cores' practical peak (a large matmul in the same precision).
 
 Levers: `--precision mixed_bfloat16` computes in bfloat16 (float32 weights) on
 both sides (PyTorch under `torch.autocast("cpu", torch.bfloat16)`), `--jit`
@@ -33,28 +36,36 @@ import keras
 import tensorflow as tf
 
 
-def conv_macs(config: dk.Config) -> tuple[int, int]:
-    """Multiply-accumulates of one forward pass of G and of D for one image."""
+def conv_macs(config: dk.Config) -> tuple[int, int, int]:
+    """Multiply-accumulates of one forward pass of G, of D, and of D's first layer, for one image."""
     generator, discriminator = dk.build_generator(config), dk.build_discriminator(config)
-    def macs(model):
-        total = 0
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.Dense):
-                total += int(np.prod(layer.kernel.shape))
-            elif isinstance(layer, dk.UpConv2D):
-                h, w, cin = layer.input.shape[1:]
-                total += h * w * cin * layer.filters * 16  # each input pixel scatters a 4x4 kernel
-            elif isinstance(layer, keras.layers.Conv2D):
-                h, w, cout = layer.output.shape[1:]
-                total += h * w * cout * layer.input.shape[-1] * 16
-        return total
-    return macs(generator), macs(discriminator)
+
+    def layer_macs(layer):
+        if isinstance(layer, keras.layers.Dense):
+            return int(np.prod(layer.kernel.shape))
+        if isinstance(layer, dk.UpConv2D):
+            h, w, cin = layer.input.shape[1:]
+            return h * w * cin * layer.filters * 16  # each input pixel scatters a 4x4 kernel
+        if isinstance(layer, keras.layers.Conv2D):
+            h, w, cout = layer.output.shape[1:]
+            return h * w * cout * layer.input.shape[-1] * 16
+        return 0
+
+    first = next(layer for layer in discriminator.layers if isinstance(layer, keras.layers.Conv2D))
+    return (sum(map(layer_macs, generator.layers)), sum(map(layer_macs, discriminator.layers)), layer_macs(first))
 
 
-def train_flops_per_image(config: dk.Config) -> float:
-    g, d = conv_macs(config)
-    # G forward + backward (3x), D on real and fake fwd+bwd (2 x 3x), D fwd+bwd for G's loss (3x).
-    return 2.0 * (3 * g + 6 * d + 3 * d)
+def train_flops_per_image(config: dk.Config, reference: bool = False) -> float:
+    """Analytic FLOPs of one training step per image (a backward pass costs two forwards).
+
+    `DCGAN.train_step`: G forward and backward (3g); D on the real and on the
+    fake batch, forward, weight and input gradients, less the input gradient of
+    D's first layer, which nothing needs (2 x (3d - d1)); for G's loss, D
+    forward and input gradients only (2d). `reference=True` counts the
+    pytorch/examples step, which also computes D's weight gradients there (3d).
+    """
+    g, d, d1 = conv_macs(config)
+    return 2.0 * (3 * g + 2 * (3 * d - d1) + (3 if reference else 2) * d)
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -128,10 +139,17 @@ def serving_rate(gan, repeats):
     return statistics.median(rates)
 
 
-def torch_rounds(config, steps):
-    """The pytorch/examples DCGAN step, warmed up, in both memory formats.
+# PyTorch variants: (memory format, D's weights frozen while G's loss is backpropagated).
+# The pytorch/examples step lets `g_loss.backward()` also compute D's weight
+# gradients, which the next `opt_d.zero_grad()` throws away; "same_work" skips
+# them, as `DCGAN.train_step` does (its tape asks for G's gradients only).
+TORCH_VARIANTS = {"default": ("contiguous", False), "channels_last": ("channels_last", False), "same_work": ("contiguous", True)}
 
-    Returns {format: (one_round, inference_rate)} where one_round() times `steps`
+
+def torch_rounds(config, steps):
+    """The pytorch/examples DCGAN step, warmed up, in each of `TORCH_VARIANTS`.
+
+    Returns {variant: (one_round, inference_rate)} where one_round() times `steps`
     training steps in images/s and inference_rate is G in eval mode at batch 256;
     None without torch.
     """
@@ -162,7 +180,7 @@ def torch_rounds(config, steps):
         return nn.Sequential(*layers, nn.Conv2d(cin, 1, 4, 1, 0, bias=False), nn.Flatten())
 
     results = {}
-    for fmt in ("default", "channels_last"):
+    for variant, (fmt, freeze_d) in TORCH_VARIANTS.items():
         G, D = generator(), discriminator()
         memory = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
         G, D = G.to(memory_format=memory), D.to(memory_format=memory)
@@ -177,7 +195,7 @@ def torch_rounds(config, steps):
             else contextlib.nullcontext
         )
 
-        def step():
+        def step(freeze_d=freeze_d):
             z = torch.randn(config.batch_size, nz, 1, 1)
             with autocast():
                 fake = G(z)
@@ -185,10 +203,12 @@ def torch_rounds(config, steps):
             opt_d.zero_grad()
             d_loss.backward()
             opt_d.step()
+            D.requires_grad_(not freeze_d)
             with autocast():
                 g_loss = bce(D(fake).float(), ones)
             opt_g.zero_grad()
             g_loss.backward()
+            D.requires_grad_(True)
             opt_g.step()
 
         for _ in range(3):
@@ -209,14 +229,14 @@ def torch_rounds(config, steps):
                 G(z)
             inference = 5 * 256 / (time.perf_counter() - start)
         G.train()
-        results[fmt] = (one_round, inference)
+        results[variant] = (one_round, inference)
     return results
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="training steps per timed round")
-    parser.add_argument("--repeats", type=int, default=5, help="rounds; each times keras, then PyTorch, then PyTorch channels_last")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds; each times keras, then each PyTorch variant")
     parser.add_argument("--sizes", default="32x1,64x3")
     parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"))
     parser.add_argument("--jit", action="store_true", help="XLA-compile the train step")
@@ -231,26 +251,28 @@ def main():
     peak = peak_gflops(compute)
     print(f"precision {args.precision}, XLA {'on' if args.jit else 'off'}, threads {args.threads or 'default'}; "
           f"peak (TensorFlow {compute} 2048x2048 matmul) {peak:.0f} GFLOP/s")
-    print("| size | keras fit img/s | PyTorch img/s | PyTorch channels_last | ratio to PyTorch | ratio to channels_last "
-          "| GFLOP/img | keras % of peak | tf.data img/s | serving img/s (b256) | PyTorch eval img/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| size | keras fit img/s | PyTorch img/s | PyTorch channels_last | PyTorch same work | ratio to PyTorch "
+          "| ratio to channels_last | ratio to same work | GFLOP/img | keras % of peak | tf.data img/s "
+          "| serving img/s (b256) | PyTorch eval img/s |")
+    print("|" + " --- |" * 13)
     for spec in args.sizes.split(","):
         size, channels = map(int, spec.split("x"))
         config = dk.Config(image_size=size, channels=channels, batch_size=128, precision=args.precision)
         gan, keras_one = keras_round(config, args.steps, jit=args.jit)
         torch_fns = None if args.no_torch else torch_rounds(config, args.steps)
-        rates = {"keras": [], "default": [], "channels_last": []}
+        rates = {"keras": [], **{variant: [] for variant in TORCH_VARIANTS}}
         for _ in range(args.repeats):  # interleaved, so that drifts of the cores' speed hit all three alike
             rates["keras"].append(keras_one())
-            for fmt, (one_round, _) in (torch_fns or {}).items():
-                rates[fmt].append(one_round())
+            for variant, (one_round, _) in (torch_fns or {}).items():
+                rates[variant].append(one_round())
         median = {name: statistics.median(values) if values else None for name, values in rates.items()}
         flops = train_flops_per_image(config) / 1e9
         fmt = lambda v: f"{v:.0f}" if v else "n/a"  # noqa: E731
         ratio = lambda other: f"{median['keras'] / other:.2f}" if other else "n/a"  # noqa: E731
         inference = torch_fns["default"][1] if torch_fns else None
         print(f"| {size}x{size}x{channels} | {median['keras']:.0f} | {fmt(median['default'])} | {fmt(median['channels_last'])} | "
-              f"{ratio(median['default'])} | {ratio(median['channels_last'])} | {flops:.2f} | "
+              f"{fmt(median['same_work'])} | {ratio(median['default'])} | {ratio(median['channels_last'])} | "
+              f"{ratio(median['same_work'])} | {flops:.2f} | "
               f"{100 * median['keras'] * flops / peak:.0f}% | {pipeline_rate(config):.0f} | "
               f"{serving_rate(gan, 3):.0f} | {fmt(inference)} |", flush=True)
         print("  rounds (img/s): " + "; ".join(f"{name} " + " ".join(f"{v:.0f}" for v in values) for name, values in rates.items() if values), flush=True)
