@@ -3,7 +3,9 @@
 Usage: python benchmarks/layer_levers.py SIZE CHANNELS PRECISION [--rounds 4] [--lever bn|wgrad]
 
 --lever bn:    fused batch norm (dcgan_keras.layers.BatchNormalization) on vs off.
---lever wgrad: float32 kernel gradients of bfloat16 layers: "auto" (outputs <= 8x8), off, all.
+--lever wgrad: kernel gradients of bfloat16 layers (`weight_gradients`): "auto" (matmul
+               for 4x4 maps, float32 for 8x8 outputs), "no-matmul" (auto with float32
+               where it picks matmul: the rule before the matmul method), "native".
 
 Each round times one epoch of `fit` per variant (batch 128, data in memory, after
 warm-up); prints the median images/s per variant and every round.
@@ -18,11 +20,20 @@ import numpy as np
 
 import dcgan_keras as dk
 import tensorflow as tf
-from dcgan_keras.layers import BatchNormalization, DownConv2D, UpConv2D
+from dcgan_keras.layers import BatchNormalization, DownConv2D, UpConv2D, _weight_gradient_method
 
 from train_throughput import EpochClock
 
-VARIANTS = {"bn": ("fused", "unfused"), "wgrad": ("auto", "off", "all")}
+VARIANTS = {"bn": ("fused", "unfused"), "wgrad": ("auto", "no-matmul", "native")}
+
+
+def weight_gradients(layer, variant):
+    if variant in ("native", "auto"):
+        return variant
+    side = layer.input.shape[1]
+    small, out = (side, 2 * side) if isinstance(layer, UpConv2D) else (side // 2, side // 2)
+    method = _weight_gradient_method(layer, small, out)  # the layer is still on "auto"
+    return "float32" if method == "matmul" else method
 
 
 def build(config, variant, ds):
@@ -30,8 +41,8 @@ def build(config, variant, ds):
     for layer in gan.generator.layers + gan.discriminator.layers:
         if isinstance(layer, BatchNormalization) and variant == "unfused":
             layer.fused = False
-        if isinstance(layer, (DownConv2D, UpConv2D)):
-            layer.float32_weight_gradients = {"off": False, "all": True}.get(variant, "auto")
+        if isinstance(layer, (DownConv2D, UpConv2D)) and variant in VARIANTS["wgrad"]:
+            layer.weight_gradients = weight_gradients(layer, variant)
     gan.compile()
     gan.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)  # trace and warm up
     return gan

@@ -22,34 +22,57 @@ def _without_geometry(mapping):
 _TAPS = ((3, 1, 4), (4, 2, 0))
 
 
-# Largest output side (pixels) at which the weight gradient of a bfloat16
-# layer is computed in float32 on CPU (see `_strided_conv`).
+# How the strided layers compute their kernel's gradient (`weight_gradients`):
+# "native": TensorFlow's Conv2DBackpropFilter in the layer's compute dtype;
+# "float32": the same from float32 copies of the activations, cast back;
+# "matmul": the 4x4 patches of the image times the output's gradient, one GEMM;
+# "auto": see `_weight_gradient_method`.
+WEIGHT_GRADIENTS = ("auto", "native", "float32", "matmul")
+# On CPU in bfloat16, "auto" takes "matmul" while the layer's smaller map (D's
+# output, G's input) is at most this side, else "float32" while the layer's
+# output is at most FLOAT32_WGRAD_MAX_SIDE, else "native".
+MATMUL_WGRAD_MAX_SIDE = 4
 FLOAT32_WGRAD_MAX_SIDE = 8
 
 
-def _wgrad_in_float32(layer, side) -> bool:
-    # "auto": bfloat16 compute, on CPU (no GPU, not under TPUStrategy), and a
-    # small output map; True / False force it on or off.
-    choice = layer.float32_weight_gradients
+def _weight_gradient_method(layer, small_side, out_side) -> str:
+    """The kernel-gradient method a strided layer uses for this call.
+
+    oneDNN's bfloat16 kernel for it (`backward_weights`) is 2-3x slower than
+    its float32 one when the maps are small (measured on AVX-512-BF16 CPUs:
+    89 ms vs 54 ms for 8x8x256 -> 4x4x512 at batch 128), and for 4x4 maps a
+    bfloat16 matmul over the patches beats both (30 ms). GPUs and TPUs keep
+    their own kernels.
+    """
+    choice = layer.weight_gradients
+    if choice not in WEIGHT_GRADIENTS:
+        raise ValueError(f"weight_gradients must be one of {WEIGHT_GRADIENTS}. Received: {choice!r}")
     if choice != "auto":
-        return bool(choice)
-    if keras.backend.standardize_dtype(layer.compute_dtype) != "bfloat16":
-        return False
-    if side is None or side > FLOAT32_WGRAD_MAX_SIDE:
-        return False
-    if isinstance(tf.distribute.get_strategy(), tf.distribute.TPUStrategy):
-        return False
-    return not tf.config.list_physical_devices("GPU")
+        return choice
+    if keras.backend.standardize_dtype(layer.compute_dtype) != "bfloat16" or small_side is None:
+        return "native"
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.TPUStrategy) or tf.config.list_physical_devices("GPU"):
+        return "native"
+    if small_side <= MATMUL_WGRAD_MAX_SIDE:
+        return "matmul"
+    return "float32" if out_side <= FLOAT32_WGRAD_MAX_SIDE else "native"
 
 
-def _strided_conv(x, kernel, transpose, wgrad_float32):
+def _patches_kernel_gradient(image, gradient, kernel_shape):
+    # d kernel[r, c, i, o] = sum over n, y, x of image_padded[n, 2y + r, 2x + c, i] * gradient[n, y, x, o]:
+    # extract_patches lays each 4x4 window out as (r, c, i), the kernel's own order.
+    patches = tf.image.extract_patches(image, [1, 4, 4, 1], [1, 2, 2, 1], [1, 1, 1, 1], "SAME")
+    rows = tf.reshape(patches, [-1, kernel_shape[0] * kernel_shape[1] * kernel_shape[2]])
+    grad = tf.matmul(rows, tf.reshape(gradient, [-1, kernel_shape[3]]), transpose_a=True)
+    return tf.reshape(grad, kernel_shape)
+
+
+def _strided_conv(x, kernel, transpose, weight_gradient="native"):
     """A 4x4, stride-2, 'same' convolution (or its transpose) of x with kernel.
 
-    With `wgrad_float32`, the kernel's gradient is computed from float32
-    copies of the (bfloat16) activations and cast back: oneDNN's bfloat16
-    weight-gradient kernel is 2-3x slower than its float32 one for layers
-    whose output is 8x8 or smaller (measured on AVX-512-BF16 CPUs); the
-    forward pass and the input gradient stay in bfloat16.
+    `weight_gradient` ("native", "float32" or "matmul", see WEIGHT_GRADIENTS)
+    picks how the kernel's gradient is computed; the forward pass and the
+    input gradient are TensorFlow's own kernels in the compute dtype.
     """
     strides, padding = [1, 2, 2, 1], "SAME"
     x_shape = tf.shape(x)
@@ -61,7 +84,7 @@ def _strided_conv(x, kernel, transpose, wgrad_float32):
             return tf.nn.conv2d_transpose(x, kernel, out_shape, strides, padding)
         return tf.nn.conv2d(x, kernel, strides, padding)
 
-    if not wgrad_float32:
+    if weight_gradient == "native":
         return forward(x, kernel)
 
     @tf.custom_gradient
@@ -75,6 +98,8 @@ def _strided_conv(x, kernel, transpose, wgrad_float32):
                 dx = tf.raw_ops.Conv2DBackpropInput(
                     input_sizes=x_shape, filter=kernel, out_backprop=dy, strides=strides, padding=padding
                 )
+            if weight_gradient == "matmul":
+                return dx, _patches_kernel_gradient(image, gradient, kernel.shape)
             dkernel = tf.raw_ops.Conv2DBackpropFilter(
                 input=tf.cast(image, tf.float32),
                 filter_sizes=tf.shape(kernel),
@@ -106,6 +131,8 @@ class UpConv2D(keras.layers.Conv2DTranspose):
     Measured on 2 CPU cores, training with "transpose" is faster (the
     sub-pixel form spends 9 taps where 4 are needed); the option is kept for
     devices where ordinary convolutions are much faster than transposed ones.
+    In bfloat16 on CPU, the "transpose" form computes the kernel's gradient
+    by the faster route for small maps (`weight_gradients`, as `DownConv2D`).
 
     Args:
         filters: number of output channels.
@@ -143,14 +170,15 @@ class UpConv2D(keras.layers.Conv2DTranspose):
         # depth_to_space reads channel (2 * a + b) * out + c for phase (a, b).
         return tf.concat(phases, axis=-1)
 
-    float32_weight_gradients = "auto"  # see _wgrad_in_float32; not saved
+    weight_gradients = "auto"  # see WEIGHT_GRADIENTS; not saved
 
     def call(self, inputs):
         if self.data_format != "channels_last":
             return super().call(inputs)
         if self.implementation == "transpose":
-            side = inputs.shape[1] * 2 if inputs.shape[1] is not None else None
-            x = _strided_conv(inputs, self.kernel, transpose=True, wgrad_float32=_wgrad_in_float32(self, side))
+            side = inputs.shape[1]
+            method = _weight_gradient_method(self, side, side * 2 if side is not None else None)
+            x = _strided_conv(inputs, self.kernel, transpose=True, weight_gradient=method)
             if self.use_bias:
                 x = tf.nn.bias_add(x, tf.cast(self.bias, x.dtype))
             if self.activation is not None:
@@ -175,15 +203,17 @@ class DownConv2D(keras.layers.Conv2D):
 
     Exactly `keras.layers.Conv2D(filters, 4, strides=2, padding="same")`, with
     the same variables. In bfloat16 on CPU, the weight gradient of layers with
-    a small output map is computed in float32, which oneDNN does 2-3x faster
-    (see `float32_weight_gradients`); the result is the same up to rounding.
+    a small output map is computed as a matmul over the input's patches (4x4
+    outputs) or in float32 (8x8), which oneDNN does 2-3x faster than its
+    bfloat16 kernel (see `weight_gradients`); the result is the same up to
+    rounding.
 
     Args:
         filters: number of output channels.
         **kwargs: passed to `keras.layers.Conv2D`.
     """
 
-    float32_weight_gradients = "auto"  # see _wgrad_in_float32; not saved
+    weight_gradients = "auto"  # see WEIGHT_GRADIENTS; not saved
 
     def __init__(self, filters, **kwargs):
         super().__init__(filters, kernel_size=4, strides=2, padding="same", **_without_geometry(kwargs))
@@ -192,7 +222,8 @@ class DownConv2D(keras.layers.Conv2D):
         if self.data_format != "channels_last":
             return super().convolution_op(inputs, kernel)
         side = inputs.shape[1] // 2 if inputs.shape[1] is not None else None
-        return _strided_conv(inputs, kernel, transpose=False, wgrad_float32=_wgrad_in_float32(self, side))
+        method = _weight_gradient_method(self, side, side)
+        return _strided_conv(inputs, kernel, transpose=False, weight_gradient=method)
 
     def get_config(self):
         return _without_geometry(super().get_config())

@@ -80,9 +80,9 @@ def test_layers_round_trip_through_their_configs():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
-@pytest.mark.parametrize("float32_wgrad", [True, False])
+@pytest.mark.parametrize("method", ["native", "float32", "matmul"])
 @pytest.mark.parametrize("transpose", [False, True])
-def test_strided_convolutions_match_keras_with_either_weight_gradient(dtype, float32_wgrad, transpose):
+def test_strided_convolutions_match_keras_with_every_weight_gradient(dtype, method, transpose):
     if transpose:
         reference = keras.layers.Conv2DTranspose(6, 4, strides=2, padding="same", dtype=dtype)
         ours = dk_layers.UpConv2D(6, dtype=dtype)
@@ -91,7 +91,7 @@ def test_strided_convolutions_match_keras_with_either_weight_gradient(dtype, flo
         reference = keras.layers.Conv2D(6, 4, strides=2, padding="same", dtype=dtype)
         ours = dk_layers.DownConv2D(6, dtype=dtype)
         shape = (4, 8, 8, 5)
-    ours.float32_weight_gradients = float32_wgrad
+    ours.weight_gradients = method
     x = tf.random.stateless_normal(shape, seed=[7, 8])
     reference.build(shape)
     ours.build(shape)
@@ -100,24 +100,37 @@ def test_strided_convolutions_match_keras_with_either_weight_gradient(dtype, flo
     for expected, got in zip(_forward_backward(reference, x), _forward_backward(ours, x)):
         _close(got, expected, rtol)
 
-    # The kernel's gradient op computes in float32 exactly when asked to.
+    # The kernel's gradient is computed by the method asked for, in the dtype it implies.
     def gradient(v):
         with tf.GradientTape() as tape:
             y = ours(v)
         return tape.gradient(y, ours.kernel)
 
-    filter_grads = [t for op, t in _op_types(gradient, x) if op == "Conv2DBackpropFilter"]
-    expected_dtype = tf.float32 if (float32_wgrad or dtype == "float32") else tf.bfloat16
-    assert filter_grads == [expected_dtype]
+    ops = _op_types(gradient, x)
+    compute = tf.float32 if dtype == "float32" else tf.bfloat16
+    filter_grads = [t for op, t in ops if op == "Conv2DBackpropFilter"]
+    matmuls = [t for op, t in ops if op == "MatMul"]
+    if method == "matmul":
+        assert filter_grads == [] and matmuls == [compute]
+        assert "ExtractImagePatches" in [op for op, _ in ops]
+    else:
+        assert filter_grads == [tf.float32 if method == "float32" else compute] and matmuls == []
 
 
-def test_float32_weight_gradients_are_automatic_for_small_bfloat16_layers_on_cpu():
-    def auto(dtype, side):
-        return dk_layers._wgrad_in_float32(dk_layers.DownConv2D(4, dtype=dtype), side)
+def test_weight_gradient_method_is_automatic_for_small_bfloat16_layers_on_cpu():
+    def auto(dtype, small_side, out_side, layer=dk_layers.DownConv2D):
+        return dk_layers._weight_gradient_method(layer(4, dtype=dtype), small_side, out_side)
 
-    assert auto("mixed_bfloat16", 4) and auto("mixed_bfloat16", 8)
-    assert not auto("mixed_bfloat16", 16)  # there oneDNN's bfloat16 kernel is the faster one
-    assert not auto("float32", 4)
+    assert auto("mixed_bfloat16", 4, 4) == "matmul"  # D's last layer
+    assert auto("mixed_bfloat16", 4, 8, dk_layers.UpConv2D) == "matmul"  # G's first
+    assert auto("mixed_bfloat16", 8, 8) == "float32"
+    assert auto("mixed_bfloat16", 8, 16, dk_layers.UpConv2D) == "native"
+    assert auto("mixed_bfloat16", 16, 16) == "native"  # there oneDNN's bfloat16 kernel is the faster one
+    assert auto("float32", 4, 4) == "native"
+    layer = dk_layers.DownConv2D(4)
+    layer.weight_gradients = "fast"
+    with pytest.raises(ValueError, match="weight_gradients must be one of"):
+        dk_layers._weight_gradient_method(layer, 4, 4)
 
 
 def test_networks_use_the_fused_batch_norm_and_strided_convolution_layers():
