@@ -47,7 +47,7 @@ def space_to_depth(x):
 
 def s2d_kernel(kernel):
     # (4, 4, I, O) -> (2, 2, 4I, O): tap 2q + p of each axis goes to offset q, phase p.
-    h, w, cin, cout = kernel.shape
+    cin, cout = kernel.shape[2:]
     kernel = tf.reshape(kernel, (2, 2, 2, 2, cin, cout))  # [q_row, p_row, q_col, p_col, i, o]
     return tf.reshape(tf.transpose(kernel, [0, 2, 1, 3, 4, 5]), (2, 2, 4 * cin, cout))
 
@@ -65,8 +65,8 @@ def compare(side, cin, cout, dtype, calls, batch=128):
     def conv(x, k):
         return tf.nn.conv2d(x, k, STRIDES, "SAME")
 
-    def dinput(dy, k, n=batch):
-        return tf.raw_ops.Conv2DBackpropInput(input_sizes=[n, side, side, cin], filter=k, out_backprop=dy, strides=STRIDES, padding="SAME")
+    def dinput(dy, k):
+        return tf.raw_ops.Conv2DBackpropInput(input_sizes=[batch, side, side, cin], filter=k, out_backprop=dy, strides=STRIDES, padding="SAME")
 
     def dkernel(x, dy):
         return tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=[4, 4, cin, cout], out_backprop=dy, strides=STRIDES, padding="SAME")

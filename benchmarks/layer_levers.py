@@ -30,9 +30,7 @@ VARIANTS = {"bn": ("fused", "unfused"), "wgrad": ("auto", "no-matmul", "native")
 def weight_gradients(layer, variant):
     if variant in ("native", "auto"):
         return variant
-    side = layer.input.shape[1]
-    small, out = (side, 2 * side) if isinstance(layer, UpConv2D) else (side // 2, side // 2)
-    method = _weight_gradient_method(layer, small, out)  # the layer is still on "auto"
+    method = _weight_gradient_method(layer, layer.input.shape[1])  # the layer is still on "auto"
     return "float32" if method == "matmul" else method
 
 

@@ -35,8 +35,8 @@ MATMUL_WGRAD_MAX_SIDE = 4
 FLOAT32_WGRAD_MAX_SIDE = 8
 
 
-def _weight_gradient_method(layer, small_side, out_side) -> str:
-    """The kernel-gradient method a strided layer uses for this call.
+def _weight_gradient_method(layer, input_side) -> str:
+    """The kernel-gradient method a strided layer uses on inputs of this side.
 
     oneDNN's bfloat16 kernel for it (`backward_weights`) is 2-3x slower than
     its float32 one when the maps are small (measured on AVX-512-BF16 CPUs:
@@ -49,10 +49,12 @@ def _weight_gradient_method(layer, small_side, out_side) -> str:
         raise ValueError(f"weight_gradients must be one of {WEIGHT_GRADIENTS}. Received: {choice!r}")
     if choice != "auto":
         return choice
-    if keras.backend.standardize_dtype(layer.compute_dtype) != "bfloat16" or small_side is None:
+    if keras.backend.standardize_dtype(layer.compute_dtype) != "bfloat16" or input_side is None:
         return "native"
     if isinstance(tf.distribute.get_strategy(), tf.distribute.TPUStrategy) or tf.config.list_physical_devices("GPU"):
         return "native"
+    # G's layer doubles the side, D's halves it.
+    small_side, out_side = (input_side, 2 * input_side) if isinstance(layer, UpConv2D) else (input_side // 2,) * 2
     if small_side <= MATMUL_WGRAD_MAX_SIDE:
         return "matmul"
     return "float32" if out_side <= FLOAT32_WGRAD_MAX_SIDE else "native"
@@ -176,8 +178,7 @@ class UpConv2D(keras.layers.Conv2DTranspose):
         if self.data_format != "channels_last":
             return super().call(inputs)
         if self.implementation == "transpose":
-            side = inputs.shape[1]
-            method = _weight_gradient_method(self, side, side * 2 if side is not None else None)
+            method = _weight_gradient_method(self, inputs.shape[1])
             x = _strided_conv(inputs, self.kernel, transpose=True, weight_gradient=method)
             if self.use_bias:
                 x = tf.nn.bias_add(x, tf.cast(self.bias, x.dtype))
@@ -221,8 +222,7 @@ class DownConv2D(keras.layers.Conv2D):
     def convolution_op(self, inputs, kernel):
         if self.data_format != "channels_last":
             return super().convolution_op(inputs, kernel)
-        side = inputs.shape[1] // 2 if inputs.shape[1] is not None else None
-        method = _weight_gradient_method(self, side, side)
+        method = _weight_gradient_method(self, inputs.shape[1])
         return _strided_conv(inputs, kernel, transpose=False, weight_gradient=method)
 
     def get_config(self):

@@ -118,19 +118,19 @@ def test_strided_convolutions_match_keras_with_every_weight_gradient(dtype, meth
 
 
 def test_weight_gradient_method_is_automatic_for_small_bfloat16_layers_on_cpu():
-    def auto(dtype, small_side, out_side, layer=dk_layers.DownConv2D):
-        return dk_layers._weight_gradient_method(layer(4, dtype=dtype), small_side, out_side)
+    def auto(dtype, input_side, layer=dk_layers.DownConv2D):
+        return dk_layers._weight_gradient_method(layer(4, dtype=dtype), input_side)
 
-    assert auto("mixed_bfloat16", 4, 4) == "matmul"  # D's last layer
-    assert auto("mixed_bfloat16", 4, 8, dk_layers.UpConv2D) == "matmul"  # G's first
-    assert auto("mixed_bfloat16", 8, 8) == "float32"
-    assert auto("mixed_bfloat16", 8, 16, dk_layers.UpConv2D) == "native"
-    assert auto("mixed_bfloat16", 16, 16) == "native"  # there oneDNN's bfloat16 kernel is the faster one
-    assert auto("float32", 4, 4) == "native"
+    assert auto("mixed_bfloat16", 8) == "matmul"  # D's last layer: 8x8 -> 4x4
+    assert auto("mixed_bfloat16", 4, dk_layers.UpConv2D) == "matmul"  # G's first: 4x4 -> 8x8
+    assert auto("mixed_bfloat16", 16) == "float32"  # 16x16 -> 8x8
+    assert auto("mixed_bfloat16", 8, dk_layers.UpConv2D) == "native"  # 8x8 -> 16x16
+    assert auto("mixed_bfloat16", 32) == "native"  # there oneDNN's bfloat16 kernel is the faster one
+    assert auto("float32", 8) == "native"
     layer = dk_layers.DownConv2D(4)
     layer.weight_gradients = "fast"
     with pytest.raises(ValueError, match="weight_gradients must be one of"):
-        dk_layers._weight_gradient_method(layer, 4, 4)
+        dk_layers._weight_gradient_method(layer, 8)
 
 
 def test_networks_use_the_fused_batch_norm_and_strided_convolution_layers():
