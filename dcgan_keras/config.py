@@ -10,6 +10,26 @@ SUPPORTED_CHANNELS = (1, 3)
 # Keras dtype policies: plain float32, or float16 / bfloat16 computations on
 # float32 variables (mixed precision).
 SUPPORTED_PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# The transforms of DiffAugment (dcgan_keras.augment), in the order they apply.
+AUGMENTATIONS = ("color", "translation", "cutout")
+
+
+def parse_policy(policy) -> tuple[str, ...]:
+    """The transforms of an augmentation policy such as `"translation,cutout"` (`None` or `""`: none).
+
+    Raises:
+        ValueError: for an unknown transform name.
+    """
+    if policy is None:
+        return ()
+    names = tuple(name.strip() for name in str(policy).split(",") if name.strip())
+    unknown = [name for name in names if name not in AUGMENTATIONS]
+    if unknown:
+        raise ValueError(
+            f"Unknown augmentation {unknown[0]!r}; a policy is a comma-separated list of "
+            f"{', '.join(AUGMENTATIONS)}, e.g. 'translation,cutout'. Received: augment={policy!r}"
+        )
+    return names
 
 
 @dataclass
@@ -42,6 +62,12 @@ class Config:
             replicas, compute the batch-norm statistics over the global batch
             instead of each replica's share (slower: one all-reduce per
             batch-norm layer). No effect on one device.
+        augment: a DiffAugment policy applied alike to the real and fake
+            images the discriminator sees, e.g. "translation,cutout"
+            (`dcgan_keras.augment`); `None` = off, as in the paper.
+        augment_target: adapt the share of augmented images so that this
+            fraction of real logits is positive (ADA: 0.6); `None` = augment
+            every image.
 
     Example:
 
@@ -66,6 +92,8 @@ class Config:
     seed: int = 0
     precision: str = "float32"
     sync_batch_norm: bool = False
+    augment: str | None = None
+    augment_target: float | None = None
 
     def __post_init__(self):
         if self.image_size not in SUPPORTED_IMAGE_SIZES:
@@ -105,6 +133,12 @@ class Config:
                 f"precision must be one of {', '.join(SUPPORTED_PRECISIONS)} (a Keras "
                 "dtype policy; 'mixed_*' computes in 16 bits on float32 variables). "
                 f"Received: precision={self.precision!r}"
+            )
+        parse_policy(self.augment)
+        if self.augment_target is not None and not (0.0 < self.augment_target < 1.0 and self.augment):
+            raise ValueError(
+                "augment_target must be in (0, 1) (ADA uses 0.6), with an augment policy to adapt. "
+                f"Received: augment_target={self.augment_target}, augment={self.augment!r}"
             )
         if not isinstance(self.sync_batch_norm, bool):
             raise ValueError(

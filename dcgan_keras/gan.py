@@ -8,7 +8,8 @@ from dcgan_keras import _backend  # noqa: F401
 import keras
 import tensorflow as tf
 
-from dcgan_keras.config import Config
+from dcgan_keras.augment import diff_augment
+from dcgan_keras.config import Config, parse_policy
 from dcgan_keras.networks import build_discriminator, build_generator
 
 
@@ -71,6 +72,15 @@ class DCGAN(keras.Model):
         ema_decay: if set, an exponential moving average of the generator's
             weights (`ema_generator`) is kept and used for sampling and export.
         seed: seed of the one random source that draws z during training.
+        augment: a DiffAugment policy (`dcgan_keras.augment`), e.g.
+            `"translation,cutout"`: real and fake images are transformed alike
+            before each of the step's three discriminator passes. `None`
+            (the paper): no augmentation.
+        augment_target: if set, the augmentation is adaptive (Karras et al.
+            2020): each transform is applied to a share `augment_probability`
+            of the images, which rises while more than this fraction of the
+            real logits are positive (D overfits) and falls otherwise. ADA's
+            target is 0.6. `None`: every image is augmented.
 
     Example:
 
@@ -90,6 +100,8 @@ class DCGAN(keras.Model):
         label_smoothing: float = 0.0,
         ema_decay: float | None = None,
         seed: int | None = None,
+        augment: str | None = None,
+        augment_target: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -107,6 +119,12 @@ class DCGAN(keras.Model):
             )
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1) or None. Received: ema_decay={ema_decay}")
+        self._augment_policy = parse_policy(augment)
+        if augment_target is not None and not (0.0 < augment_target < 1.0 and self._augment_policy):
+            raise ValueError(
+                "augment_target must be in (0, 1) (ADA uses 0.6), with an augment policy to adapt. "
+                f"Received: augment_target={augment_target}, augment={augment!r}"
+            )
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = int(inferred)
@@ -114,6 +132,13 @@ class DCGAN(keras.Model):
         self.ema_decay = ema_decay
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.augment = augment or None
+        self.augment_target = augment_target
+        # The share of images each transform is applied to, adapted during
+        # training (a variable only then: checkpoints without it still load).
+        self.augment_probability = 1.0
+        if augment_target is not None:
+            self.augment_probability = keras.Variable(0.0, trainable=False, name="augment_probability")
         self.ema_generator = None
         if ema_decay is not None:
             self.ema_generator = keras.models.clone_model(generator)
@@ -137,6 +162,8 @@ class DCGAN(keras.Model):
                 label_smoothing=config.label_smoothing,
                 ema_decay=config.ema_decay,
                 seed=config.seed,
+                augment=config.augment,
+                augment_target=config.augment_target,
                 name="dcgan",
             )
             gan._adam_config = config  # compile()'s default optimizers follow its learning rate and betas
@@ -155,6 +182,8 @@ class DCGAN(keras.Model):
             label_smoothing=self.label_smoothing,
             ema_decay=self.ema_decay,
             seed=self.seed,
+            augment=self.augment,
+            augment_target=self.augment_target,
         )
         return config
 
@@ -257,6 +286,26 @@ class DCGAN(keras.Model):
             loss = loss / tf.cast(replicas, loss.dtype)
         return optimizer.scale_loss(loss)
 
+    def augmented(self, images):
+        """`images` as the discriminator sees them: DiffAugment'ed when `augment` is set."""
+        if not self._augment_policy:
+            return images
+        seed = self.seed_generator.next()
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            seed = tf.random.fold_in(seed, context.replica_id_in_sync_group)  # as latent_noise
+        return diff_augment(images, self._augment_policy, seed, self.augment_probability)
+
+    def _adapt_augmentation(self, real_logits, batch_size):
+        # ADA's rule: r = E[sign(D(real))] above the target means D is
+        # overfitting the real images: augment more. The probability can go
+        # from 0 to 1 in ADAPT_IMAGES images.
+        overfit = tf.reduce_mean(tf.sign(real_logits))
+        step = tf.sign(overfit - self.augment_target) * tf.cast(batch_size, tf.float32) / self.ADAPT_IMAGES
+        self.augment_probability.assign(tf.clip_by_value(self.augment_probability + step, 0.0, 1.0))
+
+    ADAPT_IMAGES = 20_000
+
     def _bce(self, logits, target):
         labels = tf.fill(tf.shape(logits), tf.cast(target, logits.dtype))
         return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
@@ -292,8 +341,10 @@ class DCGAN(keras.Model):
 
             # 2. Discriminator update: real images -> 1 (or 1 - smoothing), fakes -> 0.
             with tf.GradientTape() as d_tape:
-                real_logits = tf.cast(self.discriminator(real, training=True), tf.float32)
-                fake_logits = tf.cast(self.discriminator(tf.stop_gradient(fake), training=True), tf.float32)
+                real_logits = tf.cast(self.discriminator(self.augmented(real), training=True), tf.float32)
+                fake_logits = tf.cast(
+                    self.discriminator(self.augmented(tf.stop_gradient(fake)), training=True), tf.float32
+                )
                 d_loss = self._bce(real_logits, 1.0 - self.label_smoothing) + self._bce(fake_logits, 0.0)
                 scaled_d_loss = self._scaled(d_loss, self.d_optimizer)
             d_weights = self.discriminator.trainable_variables
@@ -302,7 +353,7 @@ class DCGAN(keras.Model):
 
             # 3. Generator update through the updated discriminator:
             #    non-saturating loss, fakes -> 1.
-            gen_logits = tf.cast(self.discriminator(fake, training=True), tf.float32)
+            gen_logits = tf.cast(self.discriminator(self.augmented(fake), training=True), tf.float32)
             g_loss = self._bce(gen_logits, 1.0)
             scaled_g_loss = self._scaled(g_loss, self.g_optimizer)
         g_weights = self.generator.trainable_variables
@@ -311,6 +362,8 @@ class DCGAN(keras.Model):
         # 4. Moving average of the generator's weights, if enabled.
         if self.ema_generator is not None:
             self._update_ema()
+        if self.augment_target is not None:
+            self._adapt_augmentation(real_logits, batch_size)
 
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
