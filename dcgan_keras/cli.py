@@ -41,6 +41,9 @@ def _add_train(subparsers):
     p.add_argument("--run-dir", default=None, help="default: runs/NAME")
     p.add_argument("--export-dir", default=None, help="default: saved_models/NAME")
     p.add_argument("--data-dir", default=None, help="TFDS data folder")
+    p.add_argument("--cache", default="auto", metavar="auto|memory|off|PATH",
+                   help="keep the resized images in memory: 'auto' when they fit 2 GiB, else read "
+                        "them again every epoch; or a cache file path (docs/data.md)")
     p.add_argument("--sample-every", type=int, default=1)
     p.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/logs")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/backup (killed or finished run)")
@@ -87,7 +90,7 @@ def _run_train(args) -> int:
     summary = train(
         config, run_dir, dataset=args.dataset, epochs=args.epochs, export_dir=export_dir,
         sample_every=args.sample_every, tensorboard=args.tensorboard, data_dir=args.data_dir,
-        resume=args.resume, overwrite=args.overwrite, strategy=strategy,
+        resume=args.resume, overwrite=args.overwrite, strategy=strategy, cache=args.cache,
     )
     print(json.dumps({
         "run_dir": summary["run_dir"],

@@ -10,17 +10,23 @@ Sources:
 
 Every image is centre-cropped to a square, resized to `image_size`, converted
 to the requested number of channels and scaled to [-1, 1]. No augmentation,
-as in the paper.
+as in the paper. Every epoch has a known number of batches; images are kept in
+memory as uint8 only when they fit a budget, and read again otherwise
+(docs/data.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import os
+import random
+import threading
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -32,6 +38,19 @@ from dcgan_keras.config import SUPPORTED_CHANNELS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 DIGITS = "digits"
+CACHE_MODES = ("auto", "memory", "off")
+# cache="auto" keeps images in memory up to this many bytes (uint8, already resized):
+# CelebA at 64x64x3 needs 2.5 GB, at 32x32x3 0.6 GB.
+CACHE_BUDGET_BYTES = 2 * 1024**3
+# Images mixed by the shuffle buffer after a cache. Sources already in memory
+# (arrays, digits) fill it fast; decoded ones (folders, TFDS) fill it before
+# their first batch, so theirs is smaller.
+SHUFFLE_BUFFER = 10_000
+DECODED_SHUFFLE_BUFFER = 1_024
+# Files of a folder decoded up front (a random sample; all of a smaller folder).
+SAMPLE_FILES = 256
+
+_LOG = logging.getLogger("dcgan_keras")
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +77,208 @@ def preprocess(images: tf.Tensor, image_size: int, channels: int) -> tf.Tensor:
     Returns:
         float32 images of side `image_size` with `channels` channels, in [-1, 1].
     """
+    images = _crop_resize(images, image_size, channels)
+    return tf.clip_by_value(images * 2.0 - 1.0, -1.0, 1.0)
+
+
+def make_dataset(
+    source="digits",
+    image_size: int = 32,
+    channels: int | None = None,
+    batch_size: int = 128,
+    shuffle: bool = True,
+    seed: int | None = None,
+    cache: bool | str | os.PathLike = "auto",
+    drop_remainder: bool = True,
+    data_dir: str | None = None,
+    cache_budget: int = CACHE_BUDGET_BYTES,
+    shard: tuple[int, int] | None = None,
+) -> tf.data.Dataset:
+    """Turns an image source into shuffled batches in [-1, 1], with a known number per epoch.
+
+    Images are read, centre-cropped and resized to `image_size` as uint8 (float32
+    for a float array), kept in memory when they fit `cache_budget` and read
+    again from the source otherwise, and scaled to [-1, 1] float32 per batch.
+    Nothing is decoded before the first batch is asked for, except a sample of
+    a folder's files (`SAMPLE_FILES`), checked up front.
+
+    Every epoch has exactly `N // batch_size` batches (`ds.cardinality()` is
+    known, so Keras shows a real progress bar and never finds the end of the
+    data inside a training step). A file that cannot be decoded while reading
+    is skipped, logged (`dcgan_keras` logger) and replaced by the next image.
+
+    Args:
+        source: `"digits"`, `"tfds:NAME[:SPLIT]"`, a folder path, or a NumPy
+            array (see the module docstring).
+        image_size: side of the square images.
+        channels: 1 or 3; `None` keeps the source's own (digits: 1, folders: 3).
+        batch_size: images per batch (the global batch under `shard`).
+        shuffle: shuffle every epoch: the list of files (or array indices) is
+            reshuffled completely; data read from a cache is mixed through a
+            bounded buffer (`SHUFFLE_BUFFER` images, `DECODED_SHUFFLE_BUFFER`
+            for folders and TFDS, whose buffer fills before the first batch).
+        seed: shuffle seed, for repeatable runs.
+        cache: `"auto"` keeps the resized uint8 images in memory when
+            `N x image_size^2 x channels` bytes fit `cache_budget` and reads
+            them from the source every epoch otherwise; `"memory"` always
+            keeps them; a file path (e.g. `"./cache/celeb_a"`) caches them in
+            that file; `"off"` never caches. `True` and `False` mean
+            `"memory"` and `"off"`.
+        drop_remainder: drop the last, smaller batch (batch norm prefers
+            equal batches).
+        data_dir: where TFDS keeps its datasets (TFDS' default when `None`).
+        cache_budget: bytes of images that `cache="auto"` may keep in memory.
+        shard: `(num_workers, worker_index)` under a multi-worker strategy
+            (see `input_shard`): this worker reads only its share of the
+            files (or images), and the dataset keeps `N // batch_size`
+            global batches per epoch.
+
+    Returns:
+        A `tf.data.Dataset` of float32 batches `(batch, image_size, image_size, channels)`
+        with pixel values in [-1, 1].
+
+    Raises:
+        ValueError: for a bad argument, a source without images, or fewer
+            images than one batch.
+
+    Example:
+
+    ```python
+    ds = make_dataset("digits", image_size=32, batch_size=128)
+    ds = make_dataset("tfds:celeb_a", image_size=64)
+    ds = make_dataset("path/to/images/", image_size=64, cache="off")
+    ```
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer. Received: batch_size={batch_size}")
+    if channels is not None and channels not in SUPPORTED_CHANNELS:
+        raise ValueError(f"channels must be 1, 3 or None (keep the source's). Received: channels={channels}")
+    _check_cache_argument(cache)
+    num_shards, index = _check_shard(shard)
+    src = _open_source(source, data_dir, image_size)
+    channels = channels or src.channels
+
+    count = src.count  # images (files) in the whole source, all workers together
+    if count < batch_size and (drop_remainder or num_shards > 1):
+        raise ValueError(
+            f"{src.description} has {count} image(s), fewer than one batch of {batch_size}, so an "
+            "epoch would have no training step. Use a smaller batch size (--batch-size "
+            f"{max(1, count)} or less) or add images. Received: batch_size={batch_size}, images={count}"
+        )
+    elements, local_count = src.elements, count
+    if num_shards > 1:
+        elements = elements.shard(num_shards, index)
+        local_count = len(range(index, count, num_shards))
+    if drop_remainder or num_shards > 1:
+        # Under a multi-worker strategy each global step takes batch_size / num_workers
+        # images from every worker (tf.distribute splits the worker's batches), so
+        # count // batch_size global batches last one pass over the worker's share.
+        per_epoch = count // batch_size * batch_size
+    else:
+        per_epoch = count
+
+    item_bytes = image_size * image_size * channels * src.dtype.size
+    mode = _cache_mode(cache, local_count * item_bytes, cache_budget)
+    fit = lambda element: _fit(src.load(element), image_size, channels, src.dtype)  # noqa: E731
+
+    if shuffle and src.indexable:
+        # A cache keeps the first pass's order: reshuffle the list only when streaming.
+        elements = elements.shuffle(local_count, seed=seed, reshuffle_each_iteration=(mode == "off"))
+    images = _read(elements, fit, src) if src.may_fail else elements.map(fit, num_parallel_calls=tf.data.AUTOTUNE)
+    if mode == "memory":
+        images = images.cache()
+    elif mode != "off":
+        images = images.cache(mode)
+    if shuffle and (mode != "off" or not src.indexable):
+        buffer = SHUFFLE_BUFFER if src.in_memory else DECODED_SHUFFLE_BUFFER
+        # At least 2 batches: the cache is complete only if its first pass ends in epoch 1.
+        buffer = min(local_count, max(buffer, 2 * batch_size))
+        images = images.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    # A known, exact epoch length: images of files that fail while reading are
+    # replaced by the next ones (the stream repeats), never missing.
+    images = images.repeat().take(per_epoch)
+    ds = images.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(_to_minus_one_one, num_parallel_calls=tf.data.AUTOTUNE)
+    if num_shards > 1:
+        options = tf.data.Options()  # sharded here by file; tf.distribute must not shard again
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        ds = ds.with_options(options)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def input_shard(strategy=None) -> tuple[int, int] | None:
+    """`(num_workers, worker_index)` of this process under a multi-worker strategy.
+
+    Args:
+        strategy: a `tf.distribute.Strategy`; `None` uses the one whose scope
+            is active.
+
+    Returns:
+        `(num_workers, worker_index)` for `make_dataset(shard=...)` when the
+        strategy spans several workers (`TF_CONFIG`); `None` otherwise.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or isinstance(strategy, tf.distribute.TPUStrategy):
+        return None
+    cluster = resolver.cluster_spec().as_dict()
+    chiefs, workers = len(cluster.get("chief", [])), len(cluster.get("worker", []))
+    if chiefs + workers <= 1 or resolver.task_type not in ("chief", "worker"):
+        return None
+    index = resolver.task_id if resolver.task_type == "chief" else chiefs + resolver.task_id
+    return chiefs + workers, index
+
+
+def infer_channels(source) -> int:
+    """The number of channels `make_dataset(source)` yields by default."""
+    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+        return 3  # folders are read as RGB unless channels=1 is asked for
+    return _open_source(source, None, None).channels
+
+
+def _check_cache_argument(cache) -> None:
+    if isinstance(cache, bool) or cache in CACHE_MODES:
+        return
+    if isinstance(cache, (str, os.PathLike)):
+        path = os.fspath(cache)
+        folder = os.path.dirname(path)
+        if path and (os.sep in path or "/" in path) and (not folder or os.path.isdir(folder)):
+            return
+    raise ValueError(
+        "cache must be 'auto' (in memory when it fits cache_budget), 'memory', 'off', or the path "
+        "of a cache file in an existing folder (e.g. './cache/celeb_a'). "
+        f"Received: cache={cache!r}"
+    )
+
+
+def _cache_mode(cache, size_bytes: int, budget: int) -> str:
+    """'memory', 'off' or a file path, for images that take `size_bytes`."""
+    if cache is True:
+        return "memory"
+    if cache is False:
+        return "off"
+    if cache == "auto":
+        return "memory" if size_bytes <= budget else "off"
+    return cache if cache in CACHE_MODES else os.fspath(cache)
+
+
+def _check_shard(shard) -> tuple[int, int]:
+    if shard is None:
+        return 1, 0
+    try:
+        num_shards, index = (int(x) for x in shard)
+    except (TypeError, ValueError):
+        num_shards, index = 0, -1
+    if num_shards < 1 or not 0 <= index < num_shards:
+        raise ValueError(
+            "shard must be (num_workers, worker_index) with 0 <= worker_index < num_workers, "
+            f"e.g. from input_shard(strategy). Received: shard={shard!r}"
+        )
+    return num_shards, index
+
+
+def _crop_resize(images: tf.Tensor, image_size: int, channels: int) -> tf.Tensor:
+    """Centre crop, resize and channel conversion; float32 in [0, 1]."""
     if images.dtype == tf.uint8:
         images = tf.cast(images, tf.float32) / 255.0
     else:
@@ -73,84 +294,55 @@ def preprocess(images: tf.Tensor, image_size: int, channels: int) -> tf.Tensor:
         images = tf.image.rgb_to_grayscale(images)
     elif images.shape[-1] == 1 and channels == 3:
         images = tf.image.grayscale_to_rgb(images)
+    return images
+
+
+def _fit(image: tf.Tensor, image_size: int, channels: int, dtype: tf.DType) -> tf.Tensor:
+    """One image, cropped and resized, as stored: uint8 in [0, 255] or float32 in [0, 1]."""
+    image = tf.clip_by_value(_crop_resize(image, image_size, channels), 0.0, 1.0)
+    if dtype == tf.uint8:
+        return tf.cast(tf.round(image * 255.0), tf.uint8)
+    return image
+
+
+def _to_minus_one_one(images: tf.Tensor) -> tf.Tensor:
+    if images.dtype == tf.uint8:
+        images = tf.cast(images, tf.float32) / 255.0
     return tf.clip_by_value(images * 2.0 - 1.0, -1.0, 1.0)
 
 
-def make_dataset(
-    source="digits",
-    image_size: int = 32,
-    channels: int | None = None,
-    batch_size: int = 128,
-    shuffle: bool = True,
-    seed: int | None = None,
-    cache: bool | str = True,
-    drop_remainder: bool = True,
-    data_dir: str | None = None,
-) -> tf.data.Dataset:
-    """Turns an image source into shuffled batches in [-1, 1].
+@dataclasses.dataclass
+class _Source:
+    """Where `make_dataset` reads images from.
 
-    Args:
-        source: `"digits"`, `"tfds:NAME[:SPLIT]"`, a folder path, or a NumPy
-            array (see the module docstring).
-        image_size: side of the square images.
-        channels: 1 or 3; `None` keeps the source's own (digits: 1, folders: 3).
-        batch_size: images per batch.
-        shuffle: shuffle every epoch.
-        seed: shuffle seed, for repeatable runs.
-        cache: cache the preprocessed images in memory (`True`) or in a file
-            (a path); `False` for datasets that do not fit.
-        drop_remainder: drop the last, smaller batch (batch norm prefers
-            equal batches).
-        data_dir: where TFDS keeps its datasets (TFDS' default when `None`).
-
-    Returns:
-        A `tf.data.Dataset` of float32 batches `(batch, image_size, image_size, channels)`.
-
-    Example:
-
-    ```python
-    ds = make_dataset("digits", image_size=32, batch_size=128)
-    ds = make_dataset("tfds:celeb_a", image_size=64)
-    ds = make_dataset("path/to/images/", image_size=64)
-    ```
+    Attributes:
+        elements: file paths, array indices, or images (TFDS).
+        count: how many elements (images).
+        load: element -> one image (H, W, C), uint8 or float32 in [0, 1].
+        dtype: tf.uint8, or tf.float32 for float arrays.
+        channels: the source's own channels (1 or 3).
+        description: how error messages name the source.
+        indexable: elements are cheap (paths, indices): shuffled completely.
+        in_memory: loading is cheap (an array lookup).
+        may_fail: loading can fail (files).
+        failures: where failures met while reading are recorded (files).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer. Received: batch_size={batch_size}")
-    if channels is not None and channels not in SUPPORTED_CHANNELS:
-        raise ValueError(f"channels must be 1, 3 or None (keep the source's). Received: channels={channels}")
-    images, size_hint = _source_images(source, channels, data_dir, image_size)
-    channels = channels or _native_channels(images)
 
-    ds = images.map(
-        lambda image: preprocess(image, image_size, channels),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    if cache:
-        ds = ds.cache() if cache is True else ds.cache(str(cache))
-    if shuffle:
-        ds = ds.shuffle(min(size_hint or 10_000, 10_000), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    elements: tf.data.Dataset
+    count: int
+    load: Callable
+    dtype: tf.DType
+    channels: int
+    description: str
+    indexable: bool = True
+    in_memory: bool = True
+    may_fail: bool = False
+    failures: "UnreadableFiles | None" = None
 
 
-def infer_channels(source) -> int:
-    """The number of channels `make_dataset(source)` yields by default."""
-    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
-        return 3  # folders are read as RGB unless channels=1 is asked for
-    images, _ = _source_images(source, None, None)
-    return _native_channels(images)
-
-
-def _native_channels(images: tf.data.Dataset) -> int:
-    channels = images.element_spec.shape[-1]
-    return 1 if channels == 1 else 3
-
-
-def _source_images(source, channels, data_dir, image_size=None) -> tuple[tf.data.Dataset, int | None]:
-    """A dataset of single images (H, W, C) and, when known, its size."""
+def _open_source(source, data_dir, image_size) -> _Source:
     if isinstance(source, np.ndarray):
-        return array_images(source), len(source)
+        return _array_source(source, "The array")
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(
             "source must be 'digits', 'tfds:NAME[:SPLIT]', a folder path or a NumPy "
@@ -158,12 +350,11 @@ def _source_images(source, channels, data_dir, image_size=None) -> tuple[tf.data
         )
     source = os.fspath(source)
     if source == DIGITS:
-        images, _ = load_digits()
-        return array_images(images), len(images)
+        return _array_source(load_digits()[0], "The bundled digits")
     if source.startswith("tfds:"):
-        return _tfds_images(source[len("tfds:"):], data_dir)
+        return _tfds_source(source[len("tfds:"):], data_dir)
     if os.path.isdir(source):
-        return _folder_images(source, image_size)
+        return _folder_source(source, image_size)
     hint = (
         "a folder of images that does not exist" if os.sep in source or "/" in source
         else "an unknown dataset name"
@@ -176,8 +367,25 @@ def _source_images(source, channels, data_dir, image_size=None) -> tuple[tf.data
     )
 
 
+def _array_source(array: np.ndarray, description: str) -> _Source:
+    images = tf.convert_to_tensor(_validated_array(array))
+    return _Source(
+        elements=tf.data.Dataset.range(int(images.shape[0])),
+        count=int(images.shape[0]),
+        load=lambda i: tf.gather(images, i),
+        dtype=tf.uint8 if images.dtype == tf.uint8 else tf.float32,
+        channels=1 if images.shape[-1] == 1 else 3,
+        description=description,
+    )
+
+
 def array_images(array: np.ndarray) -> tf.data.Dataset:
     """A validated NumPy array of images (uint8 or float in [0, 1]) as a dataset of single images."""
+    return tf.data.Dataset.from_tensor_slices(_validated_array(array))
+
+
+def _validated_array(array: np.ndarray) -> np.ndarray:
+    """`array` as (N, H, W, C) uint8 or float32 in [0, 1], or a ValueError saying what is wrong."""
     array = np.asarray(array)
     if array.ndim == 3:
         array = array[..., None]
@@ -211,27 +419,38 @@ def array_images(array: np.ndarray) -> tf.data.Dataset:
                 f"Received: values in [{low:.3g}, {high:.3g}]"
             )
         array = array.astype("float32")
-    return tf.data.Dataset.from_tensor_slices(array)
+    return array
 
 
 def list_image_files(folder) -> list[str]:
     """Image files under `folder` (recursively, by extension), sorted."""
-    files = sorted(
-        str(p) for p in Path(folder).rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
-    if not files:
-        others = [p.name for p in Path(folder).rglob("*") if p.is_file()]
-        found = (
-            f"it holds {len(others)} other file(s), e.g. {', '.join(others[:3])}" if others
-            else "it is empty"
-        )
-        raise ValueError(
-            f"No images found in folder {os.fspath(folder)!r} (searched recursively "
-            f"for {', '.join(IMAGE_EXTENSIONS)}; {found}). Point --dataset at a folder "
-            "that holds image files (convert other formats to PNG or JPEG first)."
-        )
+    files, others = _list_folder(folder)
+    _raise_if_no_images(folder, files, others)
     return files
+
+
+def _list_folder(folder) -> tuple[list[str], list[str]]:
+    """(image files, other files) under `folder`, recursively, each sorted. Reads no file."""
+    files, others = [], []
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            (files if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS else others).append(path)
+    return sorted(files), sorted(others)
+
+
+def _raise_if_no_images(folder, files: list[str], others: list[str]) -> None:
+    if files:
+        return
+    found = (
+        f"it holds {len(others)} other file(s), e.g. {', '.join(os.path.basename(p) for p in others[:3])}"
+        if others else "it is empty"
+    )
+    raise ValueError(
+        f"No images found in folder {os.fspath(folder)!r} (searched recursively "
+        f"for {', '.join(IMAGE_EXTENSIONS)}; {found}). Point --dataset at a folder "
+        "that holds image files (convert other formats to PNG or JPEG first)."
+    )
 
 
 @dataclasses.dataclass
@@ -287,9 +506,8 @@ def scan_image_folder(folder, image_size: int | None = None) -> FolderScan:
         ValueError: when the folder holds no readable image.
     """
     folder = os.fspath(folder)
-    files = list_image_files(folder)
-    image_files = set(files)
-    other = sorted(str(p) for p in Path(folder).rglob("*") if p.is_file() and str(p) not in image_files)
+    files, other = _list_folder(folder)
+    _raise_if_no_images(folder, files, other)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL
         results = list(pool.map(lambda f: _check_image(f, image_size), files))
     scan = FolderScan([], {}, other, [], {})
@@ -372,12 +590,8 @@ def folder_images(folder, image_size: int | None = None, skip_errors: bool = Tru
     return (ds.ignore_errors(log_warning=True) if skip_errors else ds), scan.readable
 
 
-def _folder_images(folder: str, image_size: int | None) -> tuple[tf.data.Dataset, int]:
-    ds, paths = folder_images(folder, image_size)
-    return ds, len(paths)
-
-
-def _tfds_images(spec: str, data_dir: str | None) -> tuple[tf.data.Dataset, int | None]:
+def _tfds_images(spec: str, data_dir: str | None) -> tuple[tf.data.Dataset, int | None, str, str]:
+    """The images of a TFDS split, its size when TFDS records it, the name and the split."""
     import tensorflow_datasets as tfds
 
     name, _, split = spec.partition(":")
@@ -407,4 +621,150 @@ def _tfds_images(spec: str, data_dir: str | None) -> tuple[tf.data.Dataset, int 
         size = info.splits[split].num_examples
     except Exception:  # composite split strings such as 'train[:10%]'
         pass
-    return ds.map(lambda example: example["image"], num_parallel_calls=tf.data.AUTOTUNE), size
+    return ds.map(lambda example: example["image"], num_parallel_calls=tf.data.AUTOTUNE), size, name, split
+
+
+class UnreadableFiles:
+    """Image files that failed to decode while a dataset was read, each logged once.
+
+    A folder's files are checked up front only in a sample (`SAMPLE_FILES`);
+    the others are met while training. Each new one is logged to the
+    `dcgan_keras` logger with its name (the first 5, then at 10, 100, 1000,
+    ... files), and training goes on with another image in its place.
+
+    Attributes:
+        folder: the folder read.
+        paths: the files that failed so far, in the order they were met.
+    """
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.paths: list[str] = []
+        self._lock = threading.Lock()
+
+    def record(self, path) -> bool:
+        """Records a file that failed (a `tf.py_function`); returns False (drop it)."""
+        path = path.numpy().decode() if hasattr(path, "numpy") else os.fspath(path)
+        with self._lock:
+            if path in self.paths:
+                return False
+            self.paths.append(path)
+            count = len(self.paths)
+        if count <= 5 or math.log10(count).is_integer():
+            _LOG.warning(
+                "Skipped an image file that cannot be decoded while reading %r: %s (empty, truncated, "
+                "corrupt or not an image); another image takes its place, so the epoch keeps its "
+                "length. %d such file(s) so far; fix or remove them (dcgan_keras.data.scan_image_folder "
+                "lists them all).", self.folder, os.path.relpath(path, self.folder), count,
+            )
+        return False
+
+
+def _read_rgb(path: tf.Tensor) -> tf.Tensor:
+    # Always decoded as RGB (converted to gray later): libjpeg cannot turn CMYK
+    # JPEGs into one channel directly.
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def _read(paths: tf.data.Dataset, fit: Callable, src: _Source) -> tf.data.Dataset:
+    """Decodes files in parallel; a file that fails is recorded in `src.failures` and dropped."""
+    def one(path):
+        # One file as a dataset of one (image, ok) element: (image, True) when it
+        # decodes, else (zeros, False): ignore_errors drops the failed decode and
+        # the fallback element after it takes its place.
+        decoded = tf.data.Dataset.from_tensors(path).map(lambda p: (fit(p), True)).ignore_errors()
+        spec = decoded.element_spec[0]
+        fallback = tf.data.Dataset.from_tensors((tf.zeros([d or 1 for d in spec.shape], spec.dtype), False))
+        return decoded.concatenate(fallback).take(1).map(lambda image, ok: (path, image, ok))
+
+    def keep(path, image, ok):
+        return tf.cond(ok, lambda: tf.constant(True), lambda: tf.py_function(src.failures.record, [path], tf.bool))
+
+    images = paths.interleave(one, num_parallel_calls=tf.data.AUTOTUNE)
+    return images.filter(keep).map(lambda path, image, ok: image)
+
+
+def _folder_source(folder: str, image_size: int | None) -> _Source:
+    """A folder's image files, after a check of a sample of them (warnings for what it finds)."""
+    paths, others = _list_folder(folder)
+    _raise_if_no_images(folder, paths, others)
+    sample = paths if len(paths) <= SAMPLE_FILES else sorted(random.Random(0).sample(paths, SAMPLE_FILES))
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL
+        results = dict(zip(sample, pool.map(lambda f: _check_image(f, image_size), sample)))
+    unreadable = {path: error for path, (error, _, _) in results.items() if error}
+    small = [path for path, (error, is_small, _) in results.items() if not error and is_small]
+    checked = (
+        f"{len(sample)} image files" if len(sample) == len(paths)
+        else f"{len(sample)} image files checked of the {len(paths)}"
+    )
+    if len(unreadable) == len(sample):
+        examples = "; ".join(f"{os.path.basename(p)} ({r})" for p, r in list(unreadable.items())[:3])
+        raise ValueError(
+            f"None of the {checked} in folder {folder!r} can be read: {examples}. "
+            "They are empty, truncated or not images; replace them with valid PNG or JPEG files."
+        )
+    paths = [path for path in paths if path not in unreadable]
+    if unreadable:
+        examples = "; ".join(f"{os.path.relpath(p, folder)} ({r})" for p, r in list(unreadable.items())[:5])
+        rest = (
+            f"Training uses the other {len(paths)}" if len(sample) == len(paths) + len(unreadable)
+            else "The other files are checked as they are read (failures are skipped and logged)"
+        )
+        warnings.warn(
+            f"Skipped {len(unreadable)} of {checked} in {folder!r} that cannot be read (empty, "
+            f"truncated, corrupt or not images): {examples}. {rest}; fix or remove those files to "
+            "silence this warning (dcgan_keras.data.scan_image_folder lists them all).",
+            stacklevel=4,
+        )
+    if others:
+        examples = ", ".join(os.path.relpath(p, folder) for p in others[:5])
+        warnings.warn(
+            f"Ignored {len(others)} file(s) in {folder!r} without an image extension "
+            f"({', '.join(IMAGE_EXTENSIONS)}): {examples}.",
+            stacklevel=4,
+        )
+    if small:
+        of = f"{len(sample) - len(unreadable)} images"
+        if len(sample) < len(paths) + len(unreadable):
+            of += " checked"
+        warnings.warn(
+            f"{len(small)} of {of} in {folder!r} are smaller than {image_size}x{image_size} "
+            f"(e.g. {os.path.relpath(small[0], folder)}); they are upscaled and will look blurry. "
+            "Use a smaller image_size (--image-size) or remove them.",
+            stacklevel=4,
+        )
+    return _Source(
+        elements=tf.data.Dataset.from_tensor_slices(paths),
+        count=len(paths),
+        load=_read_rgb,
+        dtype=tf.uint8,
+        channels=3,
+        description=f"The folder {folder!r}",
+        in_memory=False,
+        may_fail=True,
+        failures=UnreadableFiles(folder),
+    )
+
+
+def _tfds_source(spec: str, data_dir: str | None) -> _Source:
+    ds, size, name, split = _tfds_images(spec, data_dir)
+    if size is None:
+        size = int(ds.cardinality())
+    if size < 0:
+        raise ValueError(
+            f"The number of images in TFDS dataset {name!r} (split {split!r}) is unknown, so an epoch "
+            "would have no known length. Use a split whose size TFDS records (e.g. 'train'). "
+            f"Received: source='tfds:{spec}'"
+        )
+    return _Source(
+        elements=ds,
+        count=size,
+        load=lambda image: image,
+        dtype=tf.uint8,
+        channels=1 if ds.element_spec.shape[-1] == 1 else 3,
+        description=f"TFDS dataset {name!r} (split {split!r})",
+        indexable=False,
+        in_memory=False,
+    )

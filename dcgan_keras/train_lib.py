@@ -15,7 +15,7 @@ import keras
 
 from dcgan_keras.callbacks import LossPlot, SampleGrid, read_history_csv
 from dcgan_keras.config import Config
-from dcgan_keras.data import make_dataset
+from dcgan_keras.data import input_shard, make_dataset
 from dcgan_keras.export import export_generator
 from dcgan_keras.distribute import get_strategy, is_chief, worker_task
 from dcgan_keras.gan import DCGAN
@@ -109,6 +109,7 @@ def train(
     overwrite: bool = False,
     callbacks: list | None = None,
     strategy=None,
+    cache="auto",
 ) -> dict:
     """Trains a DCGAN and leaves its results in `run_dir`.
 
@@ -147,7 +148,10 @@ def train(
             In a multi-worker cluster every worker runs this function; only
             the chief writes to `run_dir` and `export_dir`, the others write
             their (identical) results to `run_dir/workers/TYPE_ID`, which
-            also keeps each worker's backup for `resume`.
+            also keeps each worker's backup for `resume`. Each worker reads
+            its own share of the data (`data.input_shard`).
+        cache: `make_dataset`'s cache: "auto" (in memory when it fits 2 GiB),
+            "memory", "off" or a cache file path.
 
     Returns:
         A summary dict: history, wall time, images per second, paths.
@@ -184,6 +188,7 @@ def train(
     ds = make_dataset(
         dataset, image_size=config.image_size, channels=config.channels,
         batch_size=config.batch_size, seed=config.seed, data_dir=data_dir,
+        cache=cache, shard=input_shard(strategy),
     )
     with strategy.scope():  # variables (networks, optimizers) replicated as the strategy says
         gan = DCGAN.from_config(config)

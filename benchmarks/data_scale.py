@@ -1,0 +1,158 @@
+"""Input pipeline at scale: time to the first batch, images/s and peak memory vs folder size.
+
+For each N, a folder of N generated JPEGs (made once, kept under --root) is read
+at 64x64 by `make_dataset` (cache="auto": in memory up to 2 GiB of uint8, else
+read again every epoch) and, when torch and torchvision are installed, by
+torchvision's ImageFolder + DataLoader(num_workers=2, batch_size=128,
+shuffle=True). Only the input is timed, no training. Each measurement runs in a
+fresh process, so its peak RSS (ru_maxrss, with the DataLoader's workers) is its own.
+
+    python benchmarks/data_scale.py --sizes 10000 50000 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+IMAGE_SIZE = 64
+BATCH = 128
+
+
+def _write_images(args):
+    folder, start, stop, side = args
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(start)
+    for i in range(start, stop):
+        sub = os.path.join(folder, f"{i // 1000:04d}")  # 1,000 files a folder, as datasets often come
+        os.makedirs(sub, exist_ok=True)
+        small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)  # smooth images: JPEG sizes like photos'
+        Image.fromarray(small).resize((side, side), Image.BILINEAR).save(os.path.join(sub, f"{i:07d}.jpg"), quality=90)
+
+
+def make_folder(root: str, count: int, side: int) -> str:
+    """A folder of `count` JPEGs of side `side`, made once (in parallel) and reused."""
+    folder = os.path.join(root, f"jpegs_{count}_{side}")
+    done = os.path.join(folder, ".complete")
+    if not os.path.exists(done):
+        chunks = [(folder, s, min(s + 2000, count), side) for s in range(0, count, 2000)]
+        with multiprocessing.Pool() as pool:
+            pool.map(_write_images, chunks)
+        open(done, "w").close()
+    return folder
+
+
+def _measure(batches, count: int, epochs: int = 2) -> dict:
+    """First batch seconds and images/s per epoch of an iterable of batches made anew per epoch."""
+    result = {}
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        images, epoch_start = 0, time.perf_counter()
+        for batch in batches():
+            if "first_batch_s" not in result:
+                result["first_batch_s"] = time.perf_counter() - start
+            images += int(batch.shape[0])
+        result[f"epoch{epoch + 1}_images_per_s"] = images / (time.perf_counter() - epoch_start)
+    return result
+
+
+def run_ours(folder: str, count: int) -> dict:
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    start = time.perf_counter()
+    import dcgan_keras as dk
+
+    import_s = time.perf_counter() - start
+    made = {}
+
+    def batches():
+        if "ds" not in made:
+            made["ds"] = dk.make_dataset(folder, image_size=IMAGE_SIZE, channels=3, batch_size=BATCH, seed=0)
+        return made["ds"]
+
+    result = _measure(batches, count)
+    result["import_s"] = import_s
+    return result
+
+
+def run_torchvision(folder: str, count: int) -> dict:
+    import torch
+    from torchvision import datasets, transforms
+
+    torch.set_num_threads(1)
+    transform = transforms.Compose([
+        transforms.Resize(IMAGE_SIZE), transforms.CenterCrop(IMAGE_SIZE), transforms.ToTensor(),
+        transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    ])
+    made = {}
+
+    def batches():
+        if "loader" not in made:
+            made["loader"] = torch.utils.data.DataLoader(
+                datasets.ImageFolder(folder, transform=transform),
+                batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True,
+            )
+        return (images for images, _ in made["loader"])
+
+    return _measure(batches, count)
+
+
+def _peak_rss_gb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + children) * 1024 / 1e9  # kilobytes on Linux
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 200_000])
+    parser.add_argument("--side", type=int, default=80, help="side of the generated JPEGs")
+    parser.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "dcgan_data_scale"),
+                        help="where the generated folders are kept between runs")
+    parser.add_argument("--loaders", nargs="+", default=["ours", "torchvision"])
+    parser.add_argument("--one", nargs=3, metavar=("LOADER", "FOLDER", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        loader, folder, count = args.one
+        result = (run_ours if loader == "ours" else run_torchvision)(folder, int(count))
+        result["peak_rss_gb"] = _peak_rss_gb()
+        print(json.dumps(result))
+        return
+    rows = []
+    for count in args.sizes:
+        start = time.perf_counter()
+        folder = make_folder(args.root, count, args.side)
+        print(f"# {count} JPEGs of {args.side}x{args.side} in {folder} ({time.perf_counter() - start:.0f} s)", flush=True)
+        for loader in args.loaders:
+            if loader == "torchvision":
+                try:
+                    import torchvision  # noqa: F401
+                except ImportError:
+                    print("# torchvision is not installed: skipped", flush=True)
+                    continue
+            out = subprocess.run([sys.executable, __file__, "--one", loader, folder, str(count)],
+                                 capture_output=True, text=True)
+            if out.returncode:
+                print(f"# {loader} at {count} failed: {out.stderr[-2000:]}", flush=True)
+                continue
+            result = {"loader": loader, "n": count, **json.loads(out.stdout.strip().splitlines()[-1])}
+            rows.append(result)
+            print(json.dumps(result), flush=True)
+    print("\n| loader | N | first batch (s) | epoch 1 (img/s) | epoch 2 (img/s) | peak RSS (GB) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['loader']} | {r['n']:,} | {r['first_batch_s']:.1f} | {r['epoch1_images_per_s']:,.0f} | "
+              f"{r['epoch2_images_per_s']:,.0f} | {r['peak_rss_gb']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
