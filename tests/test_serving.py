@@ -16,7 +16,9 @@ from PIL import Image
 
 import dcgan_keras as dk
 import tensorflow as tf
+from dcgan_keras import serving_client
 from dcgan_keras.cli import main
+from dcgan_keras.export import saved_model_op_dtypes
 
 SIGNATURES = ("serving_default", "sample", "png")
 
@@ -121,10 +123,65 @@ def test_the_export_reloads_in_a_process_that_imports_only_tensorflow(exported):
     np.testing.assert_array_equal(np.array(out["sampled"], np.uint8), sampled)
 
 
+# Inputs of each signature, for the TF1-style loaders and the documented requests.
+def _inputs(gan):
+    z = gan.noise(3, seed=2)
+    return {
+        "serving_default": {"z": z},
+        "sample": {"seed": np.int64(4), "num_images": np.int32(3)},
+        "png": {"z": z},
+    }
+
+
+def _tf2_outputs(loaded, name, inputs):
+    return {k: v.numpy() for k, v in loaded.signatures[name](**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+
+
+def test_every_signature_runs_in_a_tf1_session_as_tf_serving_loads_it(exported):
+    # TF Serving's C++ loader and saved_model_cli restore the variables with the
+    # MetaGraph's saver and feed the signature's tensors by name, in a session.
+    gan, path, loaded = exported
+    feeds, results = _inputs(gan), {}
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+        for name, inputs in feeds.items():
+            signature = meta_graph.signature_def[name]
+            fetches = {key: info.name for key, info in signature.outputs.items()}
+            results[name] = session.run(fetches, {signature.inputs[k].name: v for k, v in inputs.items()})
+    for name, inputs in feeds.items():
+        expected = _tf2_outputs(loaded, name, inputs)
+        assert sorted(results[name]) == sorted(expected)
+        for key in expected:
+            np.testing.assert_array_equal(results[name][key], expected[key])
+    assert results["serving_default"]["images"].shape == (3, 32, 32, 1)
+    z = feeds["serving_default"]["z"]
+    assert np.abs(results["serving_default"]["images"].astype(int) - _expected_pixels(gan, z).astype(int)).max() <= 1
+
+
 def _saved_model_cli():
     return shutil.which("saved_model_cli") or next(
         (p for p in [os.path.join(os.path.dirname(sys.executable), "saved_model_cli")] if os.path.exists(p)), None
     )
+
+
+def test_saved_model_cli_runs_every_signature_with_the_outputs_of_tf_saved_model_load(exported, tmp_path):
+    cli = _saved_model_cli()
+    if cli is None:
+        pytest.skip("saved_model_cli not found on PATH nor next to the Python interpreter")
+    gan, path, loaded = exported
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
+    for name, inputs in _inputs(gan).items():
+        files = []
+        for key, value in inputs.items():
+            np.save(tmp_path / f"{key}.npy", value)
+            files.append(f"{key}={tmp_path / f'{key}.npy'}")
+        outdir = tmp_path / name
+        command = [cli, "run", "--dir", path, "--tag_set", "serve", "--signature_def", name,
+                   "--inputs", ";".join(files), "--outdir", str(outdir)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        for key, value in _tf2_outputs(loaded, name, inputs).items():
+            np.testing.assert_array_equal(np.load(outdir / f"{key}.npy", allow_pickle=True), value)
 
 
 def test_saved_model_cli_lists_the_signatures_and_their_inputs(exported):
