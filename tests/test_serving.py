@@ -323,3 +323,69 @@ def test_resume_restores_weights_optimizer_states_noise_and_epoch_counter(tiny_c
     fresh = dk.train(tiny_config, tmp_path / "resumed", epochs=1, overwrite=True, **kwargs)
     assert fresh["model"].g_optimizer.iterations.numpy() == 1
     assert len(dk.callbacks.read_history_csv(csv_path)["g_loss"]) == 1
+
+
+SIXTEEN_BITS = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
+
+
+@pytest.mark.parametrize("precision", sorted(SIXTEEN_BITS))
+def test_a_mixed_precision_generator_exports_float32_ops_unless_keep_precision(tiny_config, tmp_path, precision):
+    gan = dk.DCGAN.from_config(tiny_config.replace(precision=precision))
+    gan.compile()
+    gan.fit(np.random.default_rng(0).uniform(-1, 1, (64, 32, 32, 1)).astype("float32"), batch_size=32, epochs=1, verbose=0)
+    assert int(gan.g_optimizer.iterations.numpy()) >= 1
+    # After 2 steps from N(0, 0.02) weights the images are all near 0 (pixel 127-128);
+    # a larger output kernel spreads them over the pixel range, so that roundings show.
+    kernel = gan.generator.get_layer("up3").kernel
+    kernel.assign(kernel * 1000.0)
+
+    plain = dk.export_generator(gan, tmp_path / "m")
+    with pytest.warns(UserWarning, match="keep_precision=True"):
+        kept = dk.export_generator(gan, tmp_path / "m", keep_precision=True)
+
+    sixteen = SIXTEEN_BITS[precision]
+    plain_ops, kept_ops = saved_model_op_dtypes(plain), saved_model_op_dtypes(kept)
+    assert not {op for op, dtypes in plain_ops.items() if {"float16", "bfloat16"} & set(dtypes)}
+    for op in ("MatMul", "Conv2DBackpropInput", "Relu", "Tanh"):
+        assert plain_ops[op] == ["float32"]
+    for op in ("MatMul", "Conv2DBackpropInput", "Relu"):
+        assert kept_ops[op] == [sixteen]
+    assert kept_ops["Tanh"] == ["float32"]  # the output layer is float32 in any precision
+
+    z = gan.noise(16, seed=3)
+    sixteen_bit_images = np.asarray(gan.generator(z, training=False))
+    float32_images = np.asarray(dk.export.float32_copy(gan.generator)(z, training=False))
+    assert sixteen_bit_images.std() > 0.1  # spread over the range
+    assert np.abs(float32_images - sixteen_bit_images).max() < 0.02
+    served = {path: tf.saved_model.load(path).signatures["serving_default"](z=tf.constant(z))["images"].numpy().astype(int)
+              for path in (plain, kept)}
+    np.testing.assert_array_equal(served[kept], dk.to_uint8(sixteen_bit_images))
+    assert np.abs(served[plain] - dk.to_uint8(float32_images).astype(int)).max() <= 1
+    assert np.abs(served[plain] - dk.to_uint8(sixteen_bit_images).astype(int)).max() <= 2
+
+
+def test_float32_copy_holds_the_same_weights_and_a_float32_policy_in_every_layer(tiny_config):
+    generator = dk.build_generator(tiny_config.replace(precision="mixed_bfloat16"))
+    copy = dk.export.float32_copy(generator)
+    assert dk.export.computes_in_16_bits(generator) == ["bfloat16"]
+    assert dk.export.computes_in_16_bits(copy) == []
+    assert {layer.compute_dtype for layer in copy.layers} == {"float32"}
+    assert [layer.name for layer in copy.layers] == [layer.name for layer in generator.layers]
+    for a, b in zip(generator.get_weights(), copy.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cli_export_keeps_the_16_bit_graph_only_with_keep_precision(tiny_config, tmp_path, capsys):
+    gan = dk.DCGAN.from_config(tiny_config.replace(precision="mixed_bfloat16"))
+    gan.compile()
+    gan.save(tmp_path / "ckpt.keras")
+    args = ["export", "--checkpoint", str(tmp_path / "ckpt.keras"), "--name", "m", "--export-root", str(tmp_path)]
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["compute_dtype"] == "float32" and "bfloat16" in plain["note"]
+    with pytest.warns(UserWarning, match="serve it on GPUs"):
+        assert main(args + ["--keep-precision"]) == 0
+    kept = json.loads(capsys.readouterr().out)
+    assert kept["compute_dtype"] == "bfloat16" and "--keep-precision" in kept["note"]
+    assert saved_model_op_dtypes(plain["export"])["Conv2DBackpropInput"] == ["float32"]
+    assert saved_model_op_dtypes(kept["export"])["Conv2DBackpropInput"] == ["bfloat16"]
