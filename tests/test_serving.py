@@ -199,6 +199,136 @@ def test_saved_model_cli_lists_the_signatures_and_their_inputs(exported):
     assert "DT_INT64" in result.stdout and "DT_UINT8" in result.stdout and "DT_STRING" in result.stdout
 
 
+def _signature_defs(path):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    return saved_model.meta_graphs[0].signature_def
+
+
+def _requests(gan, loaded):
+    """(signature, inputs, the images its reply must decode to) for each signature."""
+    z = gan.noise(2, seed=5)
+    sampled = loaded.signatures["sample"](seed=tf.constant(0, tf.int64), num_images=tf.constant(4))["images"].numpy()
+    return [
+        ("serving_default", {"z": z}, _expected_pixels(gan, z)),
+        ("png", {"z": z}, _expected_pixels(gan, z)),
+        ("sample", {"seed": 0, "num_images": 4}, sampled),
+    ]
+
+
+def _check_images(images, expected):
+    assert images.dtype == np.uint8 and images.shape == expected.shape
+    assert np.abs(images.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_the_client_signature_table_matches_the_exported_signature_defs(exported):
+    _, path, _ = exported
+    defs = _signature_defs(path)
+    assert set(serving_client.SIGNATURES) == set(SIGNATURES)
+    for name, documented in serving_client.SIGNATURES.items():
+        signature = defs[name]
+        assert signature.method_name == "tensorflow/serving/predict"
+        assert set(signature.inputs) == set(documented["inputs"])
+        for key, (dtype, rank) in documented["inputs"].items():
+            assert tf.dtypes.as_dtype(signature.inputs[key].dtype).name == dtype
+            assert tf.TensorShape(signature.inputs[key].tensor_shape).rank == rank
+        assert list(signature.outputs) == [documented["output"]]
+
+
+def test_rest_bodies_in_row_and_columnar_form_run_through_the_signatures_to_the_expected_images(exported):
+    gan, path, loaded = exported
+    defs = _signature_defs(path)
+    for name, inputs, expected in _requests(gan, loaded):
+        for columnar in ([None] if name == "sample" else [False, True]):
+            body = json.loads(json.dumps(serving_client.rest_body(name, columnar=columnar, **inputs)))
+            signature = defs[body.get("signature_name", "serving_default")]
+            assert signature is defs[name]
+            # As TF Serving reads a body: rows are the batch of the one input; columns are named inputs.
+            if "instances" in body:
+                assert len(signature.inputs) == 1 and "inputs" not in body
+                columns = {next(iter(signature.inputs)): body["instances"]}
+            else:
+                columns = body["inputs"]
+            assert set(columns) == set(signature.inputs)
+            feed = {}
+            for key, value in columns.items():
+                dtype = tf.dtypes.as_dtype(signature.inputs[key].dtype)
+                array = np.asarray(value, dtype.as_numpy_dtype)
+                np.testing.assert_array_equal(array, inputs[key])  # JSON keeps the values exactly
+                assert tf.TensorShape(signature.inputs[key].tensor_shape).is_compatible_with(array.shape)
+                feed[key] = tf.constant(array, dtype)
+            ((key, value),) = loaded.signatures[name](**feed).items()
+            assert key in signature.outputs
+            # As TF Serving writes a reply: JSON lists; string outputs named *_bytes as {"b64": ...}.
+            values = value.numpy()
+            listed = [{"b64": base64.b64encode(v).decode()} for v in values] if key.endswith("_bytes") else values.tolist()
+            reply = json.loads(json.dumps({"predictions" if "instances" in body else "outputs": listed}))
+            _check_images(serving_client.decode_rest_reply(reply, name), expected)
+
+
+def test_grpc_predict_requests_run_through_the_signatures_to_the_expected_images(exported):
+    predict_pb2 = pytest.importorskip("tensorflow_serving.apis.predict_pb2")
+    gan, path, loaded = exported
+    defs = _signature_defs(path)
+    for name, inputs, expected in _requests(gan, loaded):
+        request = serving_client.grpc_request("digits", name, **inputs)
+        request = predict_pb2.PredictRequest.FromString(request.SerializeToString())  # over the wire
+        assert request.model_spec.name == "digits" and request.model_spec.signature_name == name
+        signature = defs[name]
+        assert set(request.inputs) == set(signature.inputs)
+        for key, proto in request.inputs.items():
+            assert proto.dtype == signature.inputs[key].dtype
+            assert tf.TensorShape(signature.inputs[key].tensor_shape).is_compatible_with(tf.TensorShape(proto.tensor_shape))
+        outputs = loaded.signatures[name](**{k: tf.constant(tf.make_ndarray(p)) for k, p in request.inputs.items()})
+        response = predict_pb2.PredictResponse()
+        for key, value in outputs.items():
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(value.numpy()))
+        response = predict_pb2.PredictResponse.FromString(response.SerializeToString())
+        _check_images(serving_client.decode_grpc_response(response, name), expected)
+
+
+def _skeleton(value):
+    # The form of a JSON value: dict keys kept, list entries and numbers abstracted.
+    if isinstance(value, dict):
+        return {k: (v if k == "signature_name" else _skeleton(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_skeleton(value[0])] if value else []
+    return type(value).__name__.replace("int", "number").replace("float", "number")
+
+
+def test_the_request_bodies_in_docs_serving_md_have_the_form_rest_body_builds():
+    import re
+
+    docs = open(os.path.join(os.path.dirname(__file__), "..", "docs", "serving.md")).read()
+    blocks = re.findall(r"```jsonc\n(.*?)```", docs, flags=re.S)
+    bodies = [json.loads(line.replace(", ...]", "]")) for block in blocks for line in block.splitlines()
+              if line.startswith("{")]
+    forms = set()
+    for body in bodies:
+        name = body.get("signature_name", "serving_default")
+        inputs = {"seed": 0, "num_images": 4} if name == "sample" else {"z": np.zeros((2, 100), np.float32)}
+        built = serving_client.rest_body(name, columnar="inputs" in body, **inputs)
+        assert _skeleton(body) == _skeleton(built), body
+        forms.add((name, "inputs" in body))
+    assert forms == {("serving_default", False), ("serving_default", True), ("png", False), ("png", True), ("sample", True)}
+
+
+def test_the_client_refuses_unknown_signatures_inputs_and_forms_with_clear_errors():
+    with pytest.raises(ValueError, match="Received: signature_name='predict'"):
+        serving_client.rest_body("predict", z=[[0.0]])
+    with pytest.raises(ValueError, match=r"Received: inputs=\['x'\]"):
+        serving_client.rest_body("serving_default", x=[[0.0]])
+    with pytest.raises(ValueError, match="Received: z of shape \\(3,\\)"):
+        serving_client.rest_body("png", z=[0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="Received: columnar=False"):
+        serving_client.rest_body("sample", columnar=False, seed=0, num_images=1)
+    with pytest.raises(ValueError, match="Received: reply with keys \\['error'\\]"):
+        serving_client.decode_rest_reply({"error": "Op type not registered"})
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -211,16 +341,16 @@ def _post(url, body):
         return json.loads(response.read())
 
 
-def test_tf_serving_answers_rest_predict_requests(exported, tmp_path):
+def test_tf_serving_answers_the_documented_rest_and_grpc_requests(exported, tmp_path):
     server = shutil.which("tensorflow_model_server")
     if server is None:
         pytest.skip("tensorflow_model_server not on PATH (install TF Serving, or use its docker image; see README)")
     gan, path, loaded = exported
     base = tmp_path / "models" / "digits"
     shutil.copytree(path, base / "1")
-    port = _free_port()
+    port, grpc_port = _free_port(), _free_port()
     process = subprocess.Popen(
-        [server, f"--rest_api_port={port}", "--port=0", "--model_name=digits", f"--model_base_path={base}"],
+        [server, f"--rest_api_port={port}", f"--port={grpc_port}", "--model_name=digits", f"--model_base_path={base}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -236,16 +366,20 @@ def test_tf_serving_answers_rest_predict_requests(exported, tmp_path):
             time.sleep(0.5)
         else:
             pytest.fail("tensorflow_model_server did not make the model available in 60 s")
-        z = gan.noise(2, seed=5)
-        expected = loaded.signatures["serving_default"](z=tf.constant(z))["images"].numpy()
-        out = _post(url + ":predict", {"instances": z.tolist()})
-        np.testing.assert_array_equal(np.array(out["predictions"], np.uint8), expected)
-        out = _post(url + ":predict", {"signature_name": "sample", "inputs": {"seed": 0, "num_images": 4}})
-        sampled = loaded.signatures["sample"](seed=tf.constant(0, tf.int64), num_images=tf.constant(4))["images"]
-        np.testing.assert_array_equal(np.array(out["outputs"], np.uint8), sampled.numpy())
-        out = _post(url + ":predict", {"signature_name": "png", "instances": z.tolist()})
-        decoded = [tf.io.decode_png(base64.b64decode(p["b64"]), channels=1).numpy() for p in out["predictions"]]
-        np.testing.assert_array_equal(np.stack(decoded), expected)
+        for name, inputs, expected in _requests(gan, loaded):
+            for columnar in ([None] if name == "sample" else [False, True]):
+                reply = _post(url + ":predict", serving_client.rest_body(name, columnar=columnar, **inputs))
+                _check_images(serving_client.decode_rest_reply(reply, name), expected)
+        try:
+            import grpc
+            from tensorflow_serving.apis import prediction_service_pb2_grpc
+        except ImportError:
+            return  # REST checked; gRPC needs tensorflow-serving-api
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            for name, inputs, expected in _requests(gan, loaded):
+                response = stub.Predict(serving_client.grpc_request("digits", name, **inputs), 30.0)
+                _check_images(serving_client.decode_grpc_response(response, name), expected)
     finally:
         process.terminate()
         process.wait(timeout=30)
