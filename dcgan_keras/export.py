@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 import zipfile
 
 import numpy as np
@@ -44,7 +45,60 @@ def _check_same_interface(base_dir: str, latent_dim: int, image_shape: tuple) ->
         )
 
 
-def export_generator(model, base_dir, version: int | None = None) -> str:
+def computes_in_16_bits(model) -> list[str]:
+    """The 16-bit compute dtypes of a model's layers, nested models included.
+
+    Args:
+        model: a `keras.Model`.
+
+    Returns:
+        The sorted list of the 16-bit compute dtypes found (`"bfloat16"`,
+        `"float16"`), empty for a float32 model.
+    """
+    found = set()
+    for layer in getattr(model, "layers", []):
+        dtype = getattr(layer.dtype_policy, "compute_dtype", None)
+        if dtype in ("float16", "bfloat16"):
+            found.add(dtype)
+        if isinstance(layer, keras.Model):
+            found.update(computes_in_16_bits(layer))
+    return sorted(found)
+
+
+def float32_copy(generator: keras.Model) -> keras.Model:
+    """A copy of a functional generator that computes in float32, with the same weights.
+
+    A mixed-precision layer keeps float32 variables and casts them to 16 bits
+    when it runs, so the copy holds exactly the same weights; only the
+    computation changes (its outputs match within 16-bit rounding).
+
+    Args:
+        generator: a functional or `Sequential` `keras.Model` (as built by
+            `build_generator`), in any precision.
+
+    Returns:
+        A new `keras.Model` whose layers all use the "float32" dtype policy.
+    """
+
+    def as_float32(layer):
+        config = layer.get_config()
+        if getattr(layer.dtype_policy, "compute_dtype", None) in ("float16", "bfloat16"):
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    try:
+        copy = keras.models.clone_model(generator, clone_function=as_float32, recursive=True)
+    except Exception as error:  # a subclassed model: Keras cannot rebuild it from layers
+        raise ValueError(
+            "Could not rebuild the generator in float32 to export it (only functional and Sequential "
+            "models can be rebuilt layer by layer). Export it with keep_precision=True to keep its 16-bit "
+            f"graph, or build it in float32. Received: generator={generator.name!r} ({error})"
+        ) from error
+    copy.set_weights(generator.get_weights())
+    return copy
+
+
+def export_generator(model, base_dir, version: int | None = None, keep_precision: bool = False) -> str:
     """Writes the generator to `base_dir/<version>/` as a SavedModel.
 
     The SavedModel has three signatures, all with batch norm in inference mode:
@@ -59,6 +113,23 @@ def export_generator(model, base_dir, version: int | None = None) -> str:
       The output name ends in `_bytes` because TF Serving's REST API
       base64-encodes only string outputs so named (`{"b64": "..."}`).
 
+    The signatures are named explicitly, with named inputs and outputs:
+    `model.export` names them after positions (`inputs`, `output_0`;
+    keras-team/keras#19458), which clients would then have to use.
+
+    It is written by `keras.export.ExportArchive`, which saves the
+    `tf.Variable` behind each Keras variable: TensorFlow's TF1-style loaders
+    (TF Serving, `saved_model_cli run`) restore those and run the signatures.
+    (A Keras 3 model attached to a `tf.Module` and saved with
+    `tf.saved_model.save` saves instead a second, wrapping variable per
+    weight, which the signatures never read; TF1-style loaders then fail
+    with "Could not find variable ..."; see `docs/serving.md`.)
+
+    A generator trained in mixed precision is exported as a float32 copy
+    with the same weights (`float32_copy`): TF Serving mostly runs on CPUs,
+    where float16 convolutions are slow and bfloat16 ones fast only on CPUs
+    with bfloat16 instructions.
+
     An existing version is never overwritten; the folder is written under a
     temporary name and renamed when complete.
 
@@ -66,6 +137,9 @@ def export_generator(model, base_dir, version: int | None = None) -> str:
         model: a `DCGAN` (its `sampler` is exported) or a generator model.
         base_dir: the model's folder, e.g. `saved_models/digits`.
         version: the version number; the next free one when `None`.
+        keep_precision: export a mixed-precision generator's 16-bit graph as
+            it is (for serving on GPUs) instead of a float32 copy. No effect
+            on a float32 generator.
 
     Returns:
         The path of the written version folder.
@@ -79,7 +153,7 @@ def export_generator(model, base_dir, version: int | None = None) -> str:
     if os.path.exists(target):
         raise FileExistsError(
             f"{target} already exists; exported versions are never overwritten. "
-            f"Pass another version (next free: {next_version(base_dir)}) or omit it."
+            f"Pass another version (next free: {next_version(base_dir)}) or omit it. Received: version={version}"
         )
     latent_dim = generator.input_shape[-1]
     if not all(np.isfinite(np.asarray(w)).all() for w in generator.weights):
@@ -89,23 +163,25 @@ def export_generator(model, base_dir, version: int | None = None) -> str:
         )
     _check_same_interface(base_dir, latent_dim, tuple(generator.output_shape[1:]))
 
-    module = tf.Module()
-    module.generator = generator
+    sixteen_bit = computes_in_16_bits(generator)
+    if sixteen_bit and keep_precision:
+        warnings.warn(
+            f"Exporting the generator's {'/'.join(sixteen_bit)} graph as it is (keep_precision=True): "
+            "serve it on GPUs. On CPUs float16 convolutions are slow (5x slower than float32 in "
+            "docs/serving.md) and bfloat16 ones fast only with bfloat16 instructions; export without "
+            "keep_precision for a float32 graph with the same weights.",
+            stacklevel=2,
+        )
+    elif sixteen_bit:
+        generator = float32_copy(generator)
 
     def to_pixels(z):
         images = tf.cast(generator(z, training=False), tf.float32)
         return tf.cast(tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, latent_dim], tf.float32, name="z")])
     def serving_default(z):
         return {"images": to_pixels(z)}
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([], tf.int64, name="seed"),
-            tf.TensorSpec([], tf.int32, name="num_images"),
-        ]
-    )
     def sample(seed, num_images):
         tf.debugging.assert_non_negative(num_images, message="num_images must be >= 0")
         z = tf.random.stateless_normal(
@@ -115,22 +191,56 @@ def export_generator(model, base_dir, version: int | None = None) -> str:
         )
         return {"images": to_pixels(z)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None, latent_dim], tf.float32, name="z")])
     def png(z):
         encoded = tf.map_fn(tf.io.encode_png, to_pixels(z), fn_output_signature=tf.TensorSpec([], tf.string))
         return {"png_bytes": encoded}
 
-    module.serving_default = serving_default
-    module.sample = sample
-    module.png = png
+    z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
+    archive = keras.export.ExportArchive()
+    # The generator is deliberately not `archive.track()`ed: the archive already
+    # saves the tf.Variables the endpoints read, and tracking the Keras model
+    # would add a second copy of every weight (its Keras variables), unread.
+    archive.add_endpoint("serving_default", serving_default, input_signature=[z_spec])
+    archive.add_endpoint(
+        "sample",
+        sample,
+        input_signature=[tf.TensorSpec([], tf.int64, name="seed"), tf.TensorSpec([], tf.int32, name="num_images")],
+    )
+    archive.add_endpoint("png", png, input_signature=[z_spec])
     os.makedirs(base_dir, exist_ok=True)
     tmp = target + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tf.saved_model.save(
-        module, tmp, signatures={"serving_default": serving_default, "sample": sample, "png": png}
-    )
+    archive.write_out(tmp, verbose=False)
     os.replace(tmp, target)
     return target
+
+
+def saved_model_op_dtypes(path) -> dict[str, list[str]]:
+    """The dtypes each op type computes in, read from a SavedModel's `saved_model.pb`.
+
+    Reads the `T` attribute of every node of the graph and of its functions
+    (where the signatures' ops live), e.g. `{"Conv2DBackpropInput": ["float32"], ...}`.
+
+    Args:
+        path: a SavedModel folder.
+
+    Returns:
+        A dict from op type to the sorted names of the dtypes it runs in.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(os.fspath(path), "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    found = {}
+    for meta_graph in saved_model.meta_graphs:
+        nodes = list(meta_graph.graph_def.node)
+        for function in meta_graph.graph_def.library.function:
+            nodes.extend(function.node_def)
+        for node in nodes:
+            if "T" in node.attr and node.attr["T"].type:
+                found.setdefault(node.op, set()).add(tf.dtypes.as_dtype(node.attr["T"].type).name)
+    return {op: sorted(dtypes) for op, dtypes in sorted(found.items())}
 
 
 class SavedModelGenerator:

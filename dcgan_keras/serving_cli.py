@@ -2,6 +2,7 @@
 
     python -m dcgan_keras export --checkpoint runs/digits/ckpt.keras --name digits
     python -m dcgan_keras export --checkpoint runs/digits/ckpt.keras --name digits --version 7
+    python -m dcgan_keras export --checkpoint runs/faces/ckpt.keras --name faces --keep-precision   # 16-bit, for GPUs
     python -m dcgan_keras sample --model saved_models/digits/1 --num 64 --seed 0 --out grid.png
 
 `sample` needs only TensorFlow and the SavedModel (its `sample` signature),
@@ -20,6 +21,10 @@ def register(subparsers):
     p.add_argument("--name", required=True, help="model name: the export goes to EXPORT_ROOT/NAME/VERSION")
     p.add_argument("--export-root", default="saved_models", help="folder of all exported models")
     p.add_argument("--version", type=int, default=None, help="version number (default: the next free one)")
+    p.add_argument(
+        "--keep-precision", action="store_true",
+        help="keep a mixed-precision generator's 16-bit graph (for GPU serving); by default the export is float32",
+    )
     p.set_defaults(func=_run_export)
 
     p = subparsers.add_parser("sample", help="sample a PNG grid from an exported SavedModel")
@@ -49,11 +54,27 @@ def _run_export(args) -> int:
     if args.version is not None and args.version < 1:
         raise ValueError(f"--version must be a positive integer. Received: {args.version}")
 
-    from dcgan_keras.export import export_generator, load_generator
+    from dcgan_keras.export import computes_in_16_bits, export_generator, load_generator
 
     generator = load_generator(checkpoint)  # a DCGAN gives its sampler (the EMA generator if kept)
-    path = export_generator(generator, os.path.join(args.export_root, name), version=args.version)
-    print(json.dumps({"export": path, "signatures": ["serving_default", "sample", "png"]}, indent=2))
+    trained_in = computes_in_16_bits(generator)
+    kept = bool(trained_in) and args.keep_precision
+    path = export_generator(
+        generator, os.path.join(args.export_root, name), version=args.version, keep_precision=args.keep_precision
+    )
+    summary = {
+        "export": path,
+        "signatures": ["serving_default", "sample", "png"],
+        "compute_dtype": "/".join(trained_in) if kept else "float32",
+    }
+    if kept:
+        summary["note"] = (
+            "16-bit graph kept (--keep-precision): serve it on GPUs; on CPUs export again without "
+            "--keep-precision for a float32 graph."
+        )
+    elif trained_in:
+        summary["note"] = f"trained in {'/'.join(trained_in)}; exported as float32 (same weights) for CPU serving."
+    print(json.dumps(summary, indent=2))
     return 0
 
 
