@@ -42,7 +42,7 @@ def _add_train(subparsers):
     p.add_argument("--export-dir", default=None, help="default: saved_models/NAME")
     p.add_argument("--data-dir", default=None, help="TFDS data folder")
     p.add_argument("--cache", default="auto", metavar="auto|memory|off|PATH",
-                   help="keep the resized images in memory: 'auto' when they fit 2 GiB, else read "
+                   help="keep the resized images in memory: 'auto' when they fit 512 MiB, else read "
                         "them again every epoch; or a cache file path (docs/data.md)")
     p.add_argument("--sample-every", type=int, default=1)
     p.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/logs")

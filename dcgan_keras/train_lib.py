@@ -150,7 +150,7 @@ def train(
             their (identical) results to `run_dir/workers/TYPE_ID`, which
             also keeps each worker's backup for `resume`. Each worker reads
             its own share of the data (`data.input_shard`).
-        cache: `make_dataset`'s cache: "auto" (in memory when it fits 2 GiB),
+        cache: `make_dataset`'s cache: "auto" (in memory when it fits 512 MiB),
             "memory", "off" or a cache file path.
 
     Returns:

@@ -205,6 +205,10 @@ def test_auto_cache_keeps_images_in_memory_only_within_the_budget(tmp_path):
         Image.fromarray(np.full((40, 40, 3), 255, np.uint8)).save(path)
     assert sorted(_ids(next(iter(kept)))) == list(range(8))  # 8 x 8 x 8 x 1 bytes fit: from memory
     assert np.asarray(next(iter(streamed))).min() == 1.0  # one byte over: read again
+    # The default budget keeps a process near 2 GB of RSS (docs/data.md): 10k images at
+    # 64x64x3 are cached, 100k (1.2 GB of uint8) are streamed.
+    assert dk.data._cache_mode("auto", 10_000 * 64 * 64 * 3, dk.data.CACHE_BUDGET_BYTES) == "memory"
+    assert dk.data._cache_mode("auto", 100_000 * 64 * 64 * 3, dk.data.CACHE_BUDGET_BYTES) == "off"
 
 
 def test_cache_takes_a_mode_or_a_file_path_and_refuses_anything_else(tmp_path):
