@@ -43,7 +43,7 @@ def conv_macs(config: dk.Config) -> tuple[int, int, int]:
     def layer_macs(layer):
         if isinstance(layer, keras.layers.Dense):
             return int(np.prod(layer.kernel.shape))
-        if isinstance(layer, dk.UpConv2D):
+        if isinstance(layer, keras.layers.Conv2DTranspose):
             h, w, cin = layer.input.shape[1:]
             return h * w * cin * layer.filters * 16  # each input pixel scatters a 4x4 kernel
         if isinstance(layer, keras.layers.Conv2D):

@@ -66,6 +66,7 @@ class Config:
     seed: int = 0
     precision: str = "float32"
     sync_batch_norm: bool = False
+    fast_layers: bool = True
 
     def __post_init__(self):
         if self.image_size not in SUPPORTED_IMAGE_SIZES:
@@ -106,11 +107,10 @@ class Config:
                 "dtype policy; 'mixed_*' computes in 16 bits on float32 variables). "
                 f"Received: precision={self.precision!r}"
             )
-        if not isinstance(self.sync_batch_norm, bool):
-            raise ValueError(
-                "sync_batch_norm must be True or False. "
-                f"Received: sync_batch_norm={self.sync_batch_norm!r}"
-            )
+        for name in ("sync_batch_norm", "fast_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False. Received: {name}={value!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
