@@ -42,12 +42,16 @@ class Config:
             replicas, compute the batch-norm statistics over the global batch
             instead of each replica's share (slower: one all-reduce per
             batch-norm layer). No effect on one device.
+        fast_layers: build the networks from `dcgan_keras.fast_layers`
+            (faster training; the same function and weights). False builds
+            them from Keras' own `Conv2D`, `Conv2DTranspose` and
+            `BatchNormalization`.
 
     Example:
 
     ```python
     config = Config(image_size=64, channels=3)
-    gan = DCGAN.from_config(config)
+    gan = DCGAN.from_paper_config(config)
     ```
     """
 

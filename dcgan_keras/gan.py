@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from dcgan_keras import _backend  # noqa: F401
 import keras
 import tensorflow as tf
 
 from dcgan_keras.config import Config
+from dcgan_keras.distribute import multi_worker_step
 from dcgan_keras.networks import build_discriminator, build_generator
 
 
@@ -28,13 +30,6 @@ def _computes_in_float16(model: keras.Model) -> bool:
         if isinstance(layer, keras.Model) and _computes_in_float16(layer):
             return True
     return False
-
-
-def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
-    # The condition under which Keras' fit reduces logs across workers.
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
-        getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
-    )
 
 
 def _loss_scaled(optimizer, model: keras.Model):
@@ -71,11 +66,15 @@ class DCGAN(keras.Model):
         ema_decay: if set, an exponential moving average of the generator's
             weights (`ema_generator`) is kept and used for sampling and export.
         seed: seed of the one random source that draws z during training.
+        learning_rate: learning rate of the Adam optimizers `compile` makes
+            when none are given (paper: 0.0002).
+        beta_1: their first-moment decay (paper: 0.5).
+        beta_2: their second-moment decay.
 
     Example:
 
     ```python
-    gan = DCGAN.from_config(Config(image_size=32, channels=1))
+    gan = DCGAN.from_paper_config(Config(image_size=32, channels=1))
     gan.compile()  # Adam(2e-4, beta_1=0.5) for both networks
     gan.fit(make_dataset("digits", image_size=32), epochs=5)
     images = gan.generate(16, seed=0)  # (16, 32, 32, 1) in [-1, 1]
@@ -90,6 +89,9 @@ class DCGAN(keras.Model):
         label_smoothing: float = 0.0,
         ema_decay: float | None = None,
         seed: int | None = None,
+        learning_rate: float = 2e-4,
+        beta_1: float = 0.5,
+        beta_2: float = 0.999,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -113,6 +115,9 @@ class DCGAN(keras.Model):
         self.label_smoothing = float(label_smoothing)
         self.ema_decay = ema_decay
         self.seed = seed
+        self.learning_rate = float(learning_rate)
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.ema_generator = None
         if ema_decay is not None:
@@ -127,20 +132,42 @@ class DCGAN(keras.Model):
     # -- construction ------------------------------------------------------
 
     @classmethod
+    def from_paper_config(cls, config: Config) -> "DCGAN":
+        """Builds both networks and the DCGAN from a `Config`.
+
+        Args:
+            config: the hyper-parameters (`Config()` holds the paper's).
+
+        Returns:
+            An uncompiled `DCGAN` named "dcgan"; its `compile()` makes Adam
+            optimizers with the config's learning rate and betas.
+        """
+        if not isinstance(config, Config):
+            raise TypeError(f"from_paper_config takes a Config. Received: config={config!r}")
+        return cls(
+            build_generator(config),
+            build_discriminator(config),
+            latent_dim=config.latent_dim,
+            label_smoothing=config.label_smoothing,
+            ema_decay=config.ema_decay,
+            seed=config.seed,
+            learning_rate=config.learning_rate,
+            beta_1=config.beta_1,
+            beta_2=config.beta_2,
+            name="dcgan",
+        )
+
+    @classmethod
     def from_config(cls, config):
-        """Builds a DCGAN from a `Config`, or from `get_config()`'s dict."""
-        if isinstance(config, Config):
-            gan = cls(
-                build_generator(config),
-                build_discriminator(config),
-                latent_dim=config.latent_dim,
-                label_smoothing=config.label_smoothing,
-                ema_decay=config.ema_decay,
-                seed=config.seed,
-                name="dcgan",
+        """Rebuilds a DCGAN from `get_config()`'s dict (Keras deserialisation)."""
+        if isinstance(config, Config):  # version 0.1 built new models here too
+            warnings.warn(
+                "DCGAN.from_config(Config) is deprecated: from_config rebuilds a saved model "
+                "from get_config()'s dict. Build a new one with DCGAN.from_paper_config(config).",
+                DeprecationWarning,
+                stacklevel=2,
             )
-            gan._adam_config = config  # compile()'s default optimizers follow its learning rate and betas
-            return gan
+            return cls.from_paper_config(config)
         config = dict(config)
         config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
         config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])
@@ -155,12 +182,15 @@ class DCGAN(keras.Model):
             label_smoothing=self.label_smoothing,
             ema_decay=self.ema_decay,
             seed=self.seed,
+            learning_rate=self.learning_rate,
+            beta_1=self.beta_1,
+            beta_2=self.beta_2,
         )
         return config
 
     def compile(self, d_optimizer=None, g_optimizer=None, auto_scale_loss: bool = True, **kwargs):
         """Configures training; both optimizers default to the paper's Adam
-        (with the learning rate and betas of the `Config` the model was built from).
+        (with the model's `learning_rate`, `beta_1` and `beta_2`).
 
         Call it inside `strategy.scope()` when training with `tf.distribute`.
         The optimizers' variables are created here, before `fit`, so that a
@@ -181,9 +211,13 @@ class DCGAN(keras.Model):
                 `steps_per_execution`).
         """
         super().compile(**kwargs)
-        adam_config = getattr(self, "_adam_config", None)
-        d_optimizer = d_optimizer or paper_adam(adam_config)
-        g_optimizer = g_optimizer or paper_adam(adam_config)
+        if self.optimizer is not None and not self.optimizer.built:
+            # keras.Model.compile's default optimizer, which DCGAN never uses: built
+            # empty, as it is in every backup (`save_weights`), so that restoring one
+            # finds the same, empty state instead of building it with every weight.
+            self.optimizer.build([])
+        d_optimizer = d_optimizer or self._adam()
+        g_optimizer = g_optimizer or self._adam()
         if auto_scale_loss:
             d_optimizer = _loss_scaled(d_optimizer, self.discriminator)
             g_optimizer = _loss_scaled(g_optimizer, self.generator)
@@ -191,6 +225,9 @@ class DCGAN(keras.Model):
         self.g_optimizer = g_optimizer
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
+
+    def _adam(self):
+        return keras.optimizers.Adam(learning_rate=self.learning_rate, beta_1=self.beta_1, beta_2=self.beta_2)
 
     def get_compile_config(self):
         if not hasattr(self, "d_optimizer"):
@@ -261,30 +298,10 @@ class DCGAN(keras.Model):
         labels = tf.fill(tf.shape(logits), tf.cast(target, logits.dtype))
         return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
 
+    @multi_worker_step  # several workers need two fixes around the step (distribute.py)
     def train_step(self, data):
         real = data[0] if isinstance(data, (tuple, list)) else data  # labels, if any, are dropped
-        # Every op of the step waits for the batch. Under MultiWorkerMirroredStrategy
-        # the end of a dataset of unknown length is found inside the step's graph,
-        # one step late, and the ops that do not read the batch (optimizer step
-        # counters, metric counts, the noise seed) would still run for that
-        # phantom step: one step too many per epoch, and diluted epoch losses.
-        # (Only there: on one machine the dependency measured 25% slower at 32x32, 302 vs 400
-        # images/s on 2 CPU cores, as it
-        # keeps grappler from fusing and overlapping ops.)
-        multi_worker = _multi_worker(tf.distribute.get_strategy())
-        with tf.control_dependencies([real] if multi_worker else []):
-            logs = self._update(real)
-        if multi_worker:
-            # tensorflow/tensorflow#72388: with several workers, Keras 3 reduces
-            # the step's logs with strategy.reduce(MEAN, axis=0), which fails on
-            # scalars; one-element vectors reduce to the scalar mean.
-            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
-        return logs
-
-    def _update(self, real):
-        # One discriminator and one generator update on a batch of real images.
-        batch_size = tf.shape(real)[0]
-        z = self.latent_noise(batch_size)
+        z = self.latent_noise(tf.shape(real)[0])
 
         with tf.GradientTape() as g_tape:
             # 1. One generator forward pass; the tape keeps it for step 3.
@@ -297,8 +314,7 @@ class DCGAN(keras.Model):
                 d_loss = self._bce(real_logits, 1.0 - self.label_smoothing) + self._bce(fake_logits, 0.0)
                 scaled_d_loss = self._scaled(d_loss, self.d_optimizer)
             d_weights = self.discriminator.trainable_variables
-            d_grads = d_tape.gradient(scaled_d_loss, d_weights)
-            self.d_optimizer.apply(d_grads, d_weights)
+            self.d_optimizer.apply(d_tape.gradient(scaled_d_loss, d_weights), d_weights)
 
             # 3. Generator update through the updated discriminator:
             #    non-saturating loss, fakes -> 1.
