@@ -7,10 +7,10 @@ import os
 
 import numpy as np
 
-from dcgan_keras import _backend  # noqa: F401
 import keras
 import tensorflow as tf
 
+from dcgan_keras.files import atomic_path
 from dcgan_keras.images import image_grid, save_png
 
 
@@ -117,8 +117,6 @@ def plot_history(history: dict[str, list[float]], path) -> str:
     right.set(xlabel="epoch", ylabel="mean D(x)", title="Discriminator outputs", ylim=(0, 1))
     right.legend()
     fig.tight_layout()
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path + ".tmp.png", dpi=100)
-    os.replace(path + ".tmp.png", path)
-    return path
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    return os.fspath(path)

@@ -12,6 +12,7 @@ import tensorflow as tf
 from dcgan_keras.config import Config
 from dcgan_keras.distribute import multi_worker_step
 from dcgan_keras.networks import build_discriminator, build_generator
+from dcgan_keras.sampling import batched_forward, latent_vectors
 
 
 def paper_adam(config: Config | None = None) -> keras.optimizers.Adam:
@@ -347,8 +348,8 @@ class DCGAN(keras.Model):
     # -- sampling ----------------------------------------------------------
 
     def noise(self, num: int, seed: int = 0) -> np.ndarray:
-        """`num` latent vectors z ~ N(0, I), the same for the same seed."""
-        return np.random.default_rng(seed).standard_normal((num, self.latent_dim)).astype("float32")
+        """`num` latent vectors z ~ N(0, I), the same for the same seed (`latent_vectors`)."""
+        return latent_vectors(num, self.latent_dim, seed)
 
     def generate(self, num: int = 64, seed: int = 0, z=None, batch_size: int = 256) -> np.ndarray:
         """Samples images in [-1, 1] with batch norm in inference mode.
@@ -362,5 +363,5 @@ class DCGAN(keras.Model):
         Returns:
             A float32 array of shape `(num, height, width, channels)`.
         """
-        z = self.noise(num, seed) if z is None else np.asarray(z, dtype="float32")
-        return self.sampler.predict(z, batch_size=batch_size, verbose=0)
+        z = self.noise(num, seed) if z is None else z
+        return batched_forward(self.sampler, z, batch_size)

@@ -6,10 +6,12 @@ import os
 
 import numpy as np
 
-from dcgan_keras import _backend  # noqa: F401
 import keras
 
 from dcgan_keras.data import load_digits, preprocess
+from dcgan_keras.export import load_checkpoint
+from dcgan_keras.files import atomic_path, atomic_write_text
+from dcgan_keras.sampling import batched_forward
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "dcgan_keras")
 
@@ -61,14 +63,12 @@ def load_digit_classifier(image_size: int = 32, cache_dir: str | None = DEFAULT_
     path = os.path.join(cache_dir, f"digit_judge_v2_{image_size}.keras") if cache_dir else None
     if path and os.path.exists(path) and os.path.exists(path + ".accuracy"):
         with open(path + ".accuracy") as f:
-            return keras.models.load_model(path), float(f.read())
+            return load_checkpoint(path), float(f.read())
     model, accuracy = train_digit_classifier(image_size)
     if path:
-        os.makedirs(cache_dir, exist_ok=True)
-        model.save(path + ".tmp.keras")
-        os.replace(path + ".tmp.keras", path)
-        with open(path + ".accuracy", "w") as f:
-            f.write(str(accuracy))
+        with atomic_path(path) as tmp:
+            model.save(tmp)
+        atomic_write_text(path + ".accuracy", str(accuracy))
     return model, accuracy
 
 
@@ -82,7 +82,7 @@ def digit_scores(classifier: keras.Model, images, confident: float = 0.9) -> dic
         - `class_shares`: share of images predicted as each digit 0..9;
         - `coverage`: number of digits with at least 2% of the images.
     """
-    logits = classifier.predict(np.asarray(images, dtype="float32"), batch_size=256, verbose=0)
+    logits = batched_forward(classifier, images)
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     marginal = p.mean(axis=0)

@@ -27,13 +27,13 @@ from typing import Callable, NamedTuple
 import numpy as np
 from scipy import linalg
 
-from dcgan_keras import _backend  # noqa: F401
 import keras
 import tensorflow as tf
 
 from dcgan_keras import judge as _judge
 from dcgan_keras.data import load_digits, preprocess
 from dcgan_keras.images import image_grid, save_png
+from dcgan_keras.sampling import batched_forward, latent_size, latent_vectors
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]
 
@@ -339,7 +339,7 @@ def _is_generator(source) -> bool:
 def sample_images(generator, num: int = 1000, seed: int = 0, batch_size: int = 256) -> np.ndarray:
     """`num` images in [-1, 1] from a DCGAN, a Keras generator or a `SavedModelGenerator`.
 
-    The noise is `np.random.default_rng(seed).standard_normal`, as `DCGAN.noise`,
+    The noise is `latent_vectors(num, latent_dim, seed)`, as `DCGAN.noise`,
     so the same seed gives the same images from any of them.
     """
     return np.concatenate(list(_sample_batches(generator, num, seed, batch_size)))
@@ -349,11 +349,9 @@ def _sample_batches(generator, num, seed, batch_size):
     if num < 1:
         raise ValueError(f"num must be a positive integer. Received: num={num}")
     generator = getattr(generator, "sampler", generator)
-    latent_dim = getattr(generator, "latent_dim", None) or generator.input_shape[-1]
-    z = np.random.default_rng(seed).standard_normal((num, int(latent_dim))).astype("float32")
+    z = latent_vectors(num, latent_size(generator), seed)
     for start in range(0, num, batch_size):
-        batch = z[start : start + batch_size]
-        yield np.asarray(generator.predict(batch, batch_size=len(batch), verbose=0), dtype="float32")
+        yield batched_forward(generator, z[start : start + batch_size], batch_size)
 
 
 def iter_image_batches(source, batch_size: int = 256, num: int | None = None, seed: int = 0):
@@ -617,16 +615,10 @@ class EvaluationCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self.noise is None:
-            latent_dim = getattr(self.model, "latent_dim", None) or self.model.input_shape[-1]
-            self.noise = np.random.default_rng(self.seed).standard_normal(
-                (self.num_images, int(latent_dim))).astype("float32")
+            self.noise = latent_vectors(self.num_images, latent_size(self.model), self.seed)
 
     def _samples(self) -> np.ndarray:
-        sampler = getattr(self.model, "sampler", self.model)
-        return np.concatenate([
-            np.asarray(sampler(self.noise[i : i + self.batch_size], training=False))
-            for i in range(0, len(self.noise), self.batch_size)
-        ])
+        return batched_forward(getattr(self.model, "sampler", self.model), self.noise, self.batch_size)
 
     def evaluate(self) -> dict:
         """Scores the current samples now; returns `{log key: value}`."""

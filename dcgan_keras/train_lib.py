@@ -16,11 +16,12 @@ from dcgan_keras.callbacks import LossPlot, SampleGrid, read_history_csv
 from dcgan_keras.config import Config
 from dcgan_keras.data import make_dataset
 from dcgan_keras.export import export_generator
+from dcgan_keras.files import atomic_write_json
 from dcgan_keras.distribute import get_strategy, is_chief, worker_task
 from dcgan_keras.gan import DCGAN
 from dcgan_keras.guards import (
     AtomicCheckpoint, DivergenceGuard, GracefulInterrupt, RunBackup, TrainingInterrupted,
-    atomic_write_json, read_backup, restore_backup,
+    read_backup, restore_backup,
 )
 
 

@@ -8,7 +8,7 @@ class _FixedLogits:
     def __init__(self, logits):
         self.logits = np.asarray(logits, dtype="float32")
 
-    def predict(self, images, batch_size=None, verbose=0):
+    def __call__(self, images, training=False):  # one batch: fewer than 256 images
         return self.logits[: len(images)]
 
 

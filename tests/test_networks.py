@@ -10,7 +10,7 @@ import keras
 def test_networks_map_noise_to_images_in_tanh_range_and_images_to_one_logit(image_size, channels):
     config = dk.Config(image_size=image_size, channels=channels, latent_dim=10, base_width=4)
     generator, discriminator = dk.build_generator(config), dk.build_discriminator(config)
-    z = np.random.default_rng(0).standard_normal((3, 10)).astype("float32")
+    z = dk.latent_vectors(3, 10, seed=0)
     images = np.asarray(generator(z, training=False))
     assert images.shape == (3, image_size, image_size, channels)
     assert images.min() >= -1.0 and images.max() <= 1.0 and images.std() > 0
