@@ -1,7 +1,7 @@
 """dcgan_keras: the DCGAN of Radford, Metz & Chintala (ICLR 2016) in Keras 3."""
 
 from dcgan_keras import _backend  # noqa: F401  (selects the TensorFlow backend)
-from dcgan_keras.callbacks import LossPlot, SampleGrid
+from dcgan_keras.callbacks import EvaluationCallback, LossPlot, SampleGrid
 from dcgan_keras.config import Config
 from dcgan_keras.data import load_digits, make_dataset
 from dcgan_keras.distribute import make_strategy

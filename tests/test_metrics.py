@@ -9,22 +9,22 @@ import pytest
 import dcgan_keras as dk
 import keras
 from dcgan_keras import judge, metrics
-from dcgan_keras.metrics import (
-    EvaluationCallback,
+from dcgan_keras.callbacks import EvaluationCallback
+from dcgan_keras.distances import (
     FeatureStats,
     frechet_distance,
-    frechet_metric,
     kernel_inception_distance,
     memorisation_ratio,
     nearest_neighbours,
     neighbours_figure,
     precision_recall,
 )
+from dcgan_keras.metrics import frechet_metric
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return metrics.real_digits(32)
+    return judge.real_digits(32)
 
 
 def _projection(dim=32, seed=0):

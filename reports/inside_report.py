@@ -1,6 +1,6 @@
 """Inside the networks on a trained digits DCGAN: guided backprop, filter ablation, de-duplication.
 
-Usage: python benchmarks/inside_report.py [RUN_DIR/ckpt.keras] [OUT_DIR]
+Usage: python reports/inside_report.py [RUN_DIR/ckpt.keras] [OUT_DIR]
 
 Writes OUT_DIR/inside_guided.png (default OUT_DIR: docs/images) and
 OUT_DIR/inside_ablation.png, and prints JSON with

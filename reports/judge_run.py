@@ -1,6 +1,6 @@
 """Scores a trained digits generator with the offline digit judge.
 
-Usage: python benchmarks/judge_run.py RUN_DIR/ckpt.keras [NUM_SAMPLES]
+Usage: python reports/judge_run.py RUN_DIR/ckpt.keras [NUM_SAMPLES]
 Prints the judge's held-out accuracy and its scores of real digits and of samples.
 """
 

@@ -1,6 +1,6 @@
 """Latent space report of a trained digits generator: walk smoothness and "thick minus thin" arithmetic.
 
-Usage: python benchmarks/latent_report.py RUN_DIR/ckpt.keras [SEED]
+Usage: python reports/latent_report.py RUN_DIR/ckpt.keras [SEED]
 
 Prints JSON with
 - the smoothness (largest step over mean step, 1.0 = even) of 4 closed slerp
