@@ -17,7 +17,12 @@ from dcgan_keras.files import atomic_path, atomic_write_text
 from dcgan_keras.metrics import compute_stats, feature_model, is_generator, sample_images
 from dcgan_keras.sampling import batched_forward
 
-DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "dcgan_keras")
+CACHE_ENV = "DCGAN_KERAS_CACHE"  # the variable that moves the judge's cache
+
+
+def default_cache_dir() -> str:
+    """Where the judge is cached: `$DCGAN_KERAS_CACHE`, else `~/.cache/dcgan_keras`."""
+    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "dcgan_keras")
 
 
 def _classifier(image_size: int) -> keras.Model:
@@ -58,12 +63,18 @@ def train_digit_classifier(image_size: int = 32, epochs: int = 15, held_out: int
     return model, float(accuracy)
 
 
-def load_digit_classifier(image_size: int = 32, cache_dir: str | None = DEFAULT_CACHE):
-    """The judge, trained on first use and cached in `cache_dir` (`None`: no cache).
+def load_digit_classifier(image_size: int = 32, cache_dir: str | None = "default"):
+    """The judge, trained on first use and cached.
+
+    Args:
+        image_size: side of the images it judges.
+        cache_dir: the cache folder: "default" for `default_cache_dir()`, or
+            `None` for no cache.
 
     Returns:
         `(model, test_accuracy)`.
     """
+    cache_dir = default_cache_dir() if cache_dir == "default" else cache_dir
     path = os.path.join(cache_dir, f"digit_judge_v2_{image_size}.keras") if cache_dir else None
     if path and os.path.exists(path) and os.path.exists(path + ".accuracy"):
         with open(path + ".accuracy") as f:

@@ -22,6 +22,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def judge_cache(tmp_path_factory):
+    """The digit judge is cached in a temporary folder, not the home directory.
+
+    Set in the environment, so that subprocesses (the notebook's kernel) use it too.
+    """
+    from dcgan_keras import judge
+
+    folder = tmp_path_factory.mktemp("judge_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(judge.CACHE_ENV, str(folder))
+        yield folder
+
+
 TINY = dict(image_size=32, channels=1, latent_dim=16, base_width=8, batch_size=32, seed=1)
 
 

@@ -133,8 +133,9 @@ def test_mirrored_strategy_matches_one_device_on_the_same_global_batch():
     # Two replicas of 16 with batch norm synchronised = one device with 32:
     # the same weights, batch-norm statistics and optimizer states, to float rounding.
     assert report["synced"] < 1e-5, report
-    # Each replica normalising its own 16 images is a different computation.
-    assert report["unsynced"] > 1e-4, report
+    # Each replica normalising its own 16 images is a different computation: its weights
+    # differ far beyond the rounding differences (at most ~2e-4, see above; measured 2.5e-3).
+    assert report["unsynced"] > 1e-3 and report["unsynced"] > 100 * report["synced"], report
 
 
 def _free_port():

@@ -218,5 +218,8 @@ def test_evaluate_cli_on_an_exported_model(tiny_config, monkeypatch, tmp_path, c
 
     report = json.loads(capsys.readouterr().out)
     assert report["num_images"] == 40 and report["judge_accuracy"] == 0.5
-    assert report["digit_fd"] > 0 and 0 <= report["precision"] <= 1 and report["memorisation_ratio"] > 0.5
+    assert report["digit_fd"] > 0
+    # An untrained generator draws near-identical grey images (measured: recall 0.0, memorisation
+    # ratio 2.7): they cover none of the real digits and copy none of them.
+    assert report["recall"] < 0.05 and report["memorisation_ratio"] > 1.5
     assert main(["evaluate", "--model", path, "--dataset", "tfds:cifar10"]) == 2
