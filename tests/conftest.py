@@ -9,6 +9,16 @@ import pytest  # noqa: E402
 import dcgan_keras as dk  # noqa: E402
 
 
+def pytest_configure(config):
+    # Keras 3 converts TensorFlow tensors with np.array(x, copy=False), which NumPy 2 answers
+    # with this warning for every tensor of every get_weights/predict call (hundreds per run);
+    # it is Keras' and TensorFlow's to fix, and says nothing about this package.
+    config.addinivalue_line(
+        "filterwarnings",
+        "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning:keras",
+    )
+
+
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", default=False, help="run tests marked slow")
 

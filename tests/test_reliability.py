@@ -274,14 +274,14 @@ def test_discriminator_collapse_is_warned_about_with_remedies(tiny_config, caplo
     guard = DivergenceGuard(collapse_patience=10)
     ds = dk.make_dataset("digits", image_size=32, batch_size=32, seed=0).take(40)
     with caplog.at_level(logging.WARNING, logger="dcgan_keras"):
-        gan.fit(ds, epochs=1, callbacks=[guard], verbose=0)
+        gan.fit(ds, epochs=1, callbacks=[guard], verbose=0, shuffle=False)
     assert guard.collapse_step is not None
     assert re.search(r"Discriminator collapse at step \d+: .* below 0.01 for 10 steps.*label-smoothing", caplog.text)
     # A healthy start (both networks learning) raises no such warning in as many steps.
     healthy = dk.DCGAN.from_paper_config(tiny_config)
     healthy.compile()
     quiet = DivergenceGuard(collapse_patience=10)
-    healthy.fit(ds, epochs=1, callbacks=[quiet], verbose=0)
+    healthy.fit(ds, epochs=1, callbacks=[quiet], verbose=0, shuffle=False)
     assert quiet.collapse_step is None
 
 
