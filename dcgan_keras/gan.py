@@ -41,6 +41,10 @@ def _loss_scaled(optimizer, model: keras.Model):
     return keras.optimizers.LossScaleOptimizer(optimizer)
 
 
+# The DCGAN arguments a Config sets and get_config saves (besides the two networks).
+_SETTINGS = ("latent_dim", "label_smoothing", "ema_decay", "seed", "learning_rate", "beta_1", "beta_2")
+
+
 @keras.saving.register_keras_serializable(package="dcgan_keras")
 class DCGAN(keras.Model):
     """A deep convolutional GAN (Radford et al. 2016) as a `keras.Model`.
@@ -145,18 +149,8 @@ class DCGAN(keras.Model):
         """
         if not isinstance(config, Config):
             raise TypeError(f"from_paper_config takes a Config. Received: config={config!r}")
-        return cls(
-            build_generator(config),
-            build_discriminator(config),
-            latent_dim=config.latent_dim,
-            label_smoothing=config.label_smoothing,
-            ema_decay=config.ema_decay,
-            seed=config.seed,
-            learning_rate=config.learning_rate,
-            beta_1=config.beta_1,
-            beta_2=config.beta_2,
-            name="dcgan",
-        )
+        settings = {name: getattr(config, name) for name in _SETTINGS}
+        return cls(build_generator(config), build_discriminator(config), name="dcgan", **settings)
 
     @classmethod
     def from_config(cls, config):
@@ -179,13 +173,7 @@ class DCGAN(keras.Model):
         config.update(
             generator=keras.saving.serialize_keras_object(self.generator),
             discriminator=keras.saving.serialize_keras_object(self.discriminator),
-            latent_dim=self.latent_dim,
-            label_smoothing=self.label_smoothing,
-            ema_decay=self.ema_decay,
-            seed=self.seed,
-            learning_rate=self.learning_rate,
-            beta_1=self.beta_1,
-            beta_2=self.beta_2,
+            **{name: getattr(self, name) for name in _SETTINGS},
         )
         return config
 
