@@ -11,8 +11,8 @@ oneDNN kernels on CPU) beside three rewrites that compute the same products:
   (4x the channels);
 - b256: D's real and fake batches as one batch of 256 (two calls of 128 as the baseline);
 - patches: the kernel gradient as `tf.image.extract_patches` and one matmul;
-- in bfloat16, also the kernel gradient computed in float32 (what `DownConv2D`
-  does for outputs of 8x8 or less on CPU).
+- in bfloat16, also the kernel gradient computed in float32 (what
+  `fast_layers.Conv2D` does for outputs of 8x8 on CPU).
 
 The rewrites' largest difference from the direct result is printed too. None of
 them is faster across the board (docs/benchmarks.md, "Tried, and not kept").
@@ -78,7 +78,7 @@ def compare(side, cin, cout, dtype, calls, batch=128):
     s2d_dkernel = tf.function(lambda s, dy: tf.raw_ops.Conv2DBackpropFilter(
         input=s, filter_sizes=[2, 2, 4 * cin, cout], out_backprop=dy, strides=ones, padding="VALID"))
 
-    def float32_dkernel(x, dy):  # what DownConv2D does in bfloat16 for outputs <= 8x8 on CPU
+    def float32_dkernel(x, dy):  # what fast_layers.Conv2D does in bfloat16 for 8x8 outputs on CPU
         return tf.cast(dkernel(tf.cast(x, tf.float32), tf.cast(dy, tf.float32)), x.dtype)
 
     def patches_dkernel(x, dy):

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/layer_levers.py SIZE CHANNELS PRECISION [--rounds 4] [--lever bn|wgrad]
 
---lever bn:    fused batch norm (dcgan_keras.layers.BatchNormalization) on vs off.
+--lever bn:    fused batch norm (dcgan_keras.fast_layers.BatchNormalization) on vs off.
 --lever wgrad: kernel gradients of bfloat16 layers (`weight_gradients`): "auto" (matmul
                for 4x4 maps, float32 for 8x8 outputs), "no-matmul" (auto with float32
                where it picks matmul: the rule before the matmul method), "native".
@@ -20,7 +20,7 @@ import numpy as np
 
 import dcgan_keras as dk
 import tensorflow as tf
-from dcgan_keras.layers import BatchNormalization, DownConv2D, UpConv2D, _weight_gradient_method
+from dcgan_keras import fast_layers
 
 from train_throughput import EpochClock
 
@@ -30,16 +30,17 @@ VARIANTS = {"bn": ("fused", "unfused"), "wgrad": ("auto", "no-matmul", "native")
 def weight_gradients(layer, variant):
     if variant in ("native", "auto"):
         return variant
-    method = _weight_gradient_method(layer, layer.input.shape[1])  # the layer is still on "auto"
+    method = fast_layers.weight_gradient_method(layer, layer.input.shape[1])  # the layer is still on "auto"
     return "float32" if method == "matmul" else method
 
 
 def build(config, variant, ds):
-    gan = dk.DCGAN.from_config(config)
+    gan = dk.DCGAN.from_paper_config(config)
+    # Set before the first call traces the layers.
     for layer in gan.generator.layers + gan.discriminator.layers:
-        if isinstance(layer, BatchNormalization) and variant == "unfused":
+        if isinstance(layer, fast_layers.BatchNormalization) and variant == "unfused":
             layer.fused = False
-        if isinstance(layer, (DownConv2D, UpConv2D)) and variant in VARIANTS["wgrad"]:
+        if isinstance(layer, (fast_layers.Conv2D, fast_layers.Conv2DTranspose)) and variant in VARIANTS["wgrad"]:
             layer.weight_gradients = weight_gradients(layer, variant)
     gan.compile()
     gan.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)  # trace and warm up

@@ -43,7 +43,7 @@ def conv_macs(config: dk.Config) -> tuple[int, int, int]:
     def layer_macs(layer):
         if isinstance(layer, keras.layers.Dense):
             return int(np.prod(layer.kernel.shape))
-        if isinstance(layer, dk.UpConv2D):
+        if isinstance(layer, keras.layers.Conv2DTranspose):
             h, w, cin = layer.input.shape[1:]
             return h * w * cin * layer.filters * 16  # each input pixel scatters a 4x4 kernel
         if isinstance(layer, keras.layers.Conv2D):
@@ -86,7 +86,7 @@ class EpochClock(keras.callbacks.Callback):
 
 def keras_round(config, steps, jit=False):
     """Builds and warms up a DCGAN; returns it and a function that times one epoch of `steps` steps."""
-    gan = dk.DCGAN.from_config(config)
+    gan = dk.DCGAN.from_paper_config(config)
     gan.compile(jit_compile=jit)
     data = np.random.default_rng(0).uniform(-1, 1, (config.batch_size * 4, config.image_size, config.image_size, config.channels)).astype("float32")
     ds = tf.data.Dataset.from_tensor_slices(data).batch(config.batch_size, drop_remainder=True).cache().repeat()

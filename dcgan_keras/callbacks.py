@@ -1,17 +1,19 @@
-"""Callbacks for GAN training: sample grids and a loss plot."""
+"""Callbacks for GAN training: sample grids, a loss plot and sample-quality evaluation."""
 
 from __future__ import annotations
 
 import csv
+import math
 import os
 
 import numpy as np
 
-from dcgan_keras import _backend  # noqa: F401
 import keras
 import tensorflow as tf
 
+from dcgan_keras.files import atomic_path
 from dcgan_keras.images import image_grid, save_png
+from dcgan_keras.sampling import batched_forward, latent_size, latent_vectors
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -117,8 +119,85 @@ def plot_history(history: dict[str, list[float]], path) -> str:
     right.set(xlabel="epoch", ylabel="mean D(x)", title="Discriminator outputs", ylim=(0, 1))
     right.legend()
     fig.tight_layout()
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path + ".tmp.png", dpi=100)
-    os.replace(path + ".tmp.png", path)
-    return path
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    return os.fspath(path)
+
+
+class EvaluationCallback(keras.callbacks.Callback):
+    """Scores the model's samples from fixed noise every `every` epochs and logs the score.
+
+    The score goes into the epoch's `logs` under `name` (so it appears in
+    `History` and in a `CSVLogger` listed after this callback); on epochs
+    without evaluation it is NaN, so the columns stay the same. A metric
+    returning a dict logs `name_KEY` for each numeric entry.
+
+    Args:
+        metric_fn: images in [-1, 1] -> float (or dict of floats), e.g.
+            `metrics.frechet_metric(real_images, feature_fn)`.
+        name: the log key.
+        every: evaluate every this many epochs (and after the last one).
+        num_images: samples per evaluation.
+        seed: seed of the fixed noise.
+        log_dir: if given, also writes TensorBoard scalars there.
+
+    Example:
+
+    ```python
+    fd = frechet_metric(real, feature_model(classifier, "features"))
+    gan.fit(ds, epochs=25, callbacks=[EvaluationCallback(fd, "digit_fd", every=5), CSVLogger("log.csv")])
+    ```
+    """
+
+    def __init__(self, metric_fn, name: str = "eval", every: int = 1, num_images: int = 1000,
+                 seed: int = 0, log_dir=None, batch_size: int = 256):
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be a positive number of epochs. Received: every={every}")
+        if num_images < 2:
+            raise ValueError(f"num_images must be at least 2. Received: num_images={num_images}")
+        self.metric_fn = metric_fn
+        self.name = name
+        self.every = every
+        self.num_images = num_images
+        self.seed = seed
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
+        self.batch_size = batch_size
+        self.noise = None
+        self.history: list[tuple[int, dict]] = []  # (epoch, counted from 1; the values)
+        self._keys: list[str] = [name]
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        if self.noise is None:
+            self.noise = latent_vectors(self.num_images, latent_size(self.model), self.seed)
+
+    def _samples(self) -> np.ndarray:
+        return batched_forward(getattr(self.model, "sampler", self.model), self.noise, self.batch_size)
+
+    def evaluate(self) -> dict:
+        """Scores the current samples now; returns `{log key: value}`."""
+        value = self.metric_fn(self._samples())
+        if isinstance(value, dict):
+            return {f"{self.name}_{k}": float(v) for k, v in value.items() if isinstance(v, (int, float, np.number))}
+        return {self.name: float(value)}
+
+    def on_epoch_end(self, epoch, logs=None):
+        last = self.params.get("epochs") if self.params else None
+        if logs is None:
+            logs = {}
+        if (epoch + 1) % self.every and (last is None or epoch + 1 != last):
+            for key in self._keys:
+                logs[key] = math.nan
+            return
+        values = self.evaluate()
+        self._keys = list(values)
+        logs.update(values)
+        self.history.append((epoch + 1, values))
+        if self.log_dir is not None:
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(self.log_dir)
+            with self._writer.as_default():
+                for key, value in values.items():
+                    tf.summary.scalar(key, value, step=epoch + 1)
+            self._writer.flush()

@@ -62,6 +62,10 @@ class Config:
             replicas, compute the batch-norm statistics over the global batch
             instead of each replica's share (slower: one all-reduce per
             batch-norm layer). No effect on one device.
+        fast_layers: build the networks from `dcgan_keras.fast_layers`
+            (faster training; the same function and weights). False builds
+            them from Keras' own `Conv2D`, `Conv2DTranspose` and
+            `BatchNormalization`.
         augment: a DiffAugment policy applied alike to the real and fake
             images the discriminator sees, e.g. "translation,cutout"
             (`dcgan_keras.augment`); `None` = off, as in the paper.
@@ -73,7 +77,7 @@ class Config:
 
     ```python
     config = Config(image_size=64, channels=3)
-    gan = DCGAN.from_config(config)
+    gan = DCGAN.from_paper_config(config)
     ```
     """
 
@@ -94,6 +98,7 @@ class Config:
     sync_batch_norm: bool = False
     augment: str | None = None
     augment_target: float | None = None
+    fast_layers: bool = True
 
     def __post_init__(self):
         if self.image_size not in SUPPORTED_IMAGE_SIZES:
@@ -140,11 +145,10 @@ class Config:
                 "augment_target must be in (0, 1) (ADA uses 0.6), with an augment policy to adapt. "
                 f"Received: augment_target={self.augment_target}, augment={self.augment!r}"
             )
-        if not isinstance(self.sync_batch_norm, bool):
-            raise ValueError(
-                "sync_batch_norm must be True or False. "
-                f"Received: sync_batch_norm={self.sync_batch_norm!r}"
-            )
+        for name in ("sync_batch_norm", "fast_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be True or False. Received: {name}={value!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -13,10 +13,10 @@ batch between the replicas. See docs/scaling.md for the commands.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 
-from dcgan_keras import _backend  # noqa: F401
 import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
@@ -150,3 +150,45 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     cluster = strategy.cluster_resolver.cluster_spec().as_dict()
     return task_type == "worker" and task_id == 0 and "chief" not in cluster
+
+
+def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    # The condition under which Keras' fit reduces logs across workers.
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
+        getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
+    )
+
+
+def multi_worker_step(train_step):
+    """Decorates a `train_step(model, data)` to run under several workers.
+
+    Under a `MultiWorkerMirroredStrategy` spanning several workers, the step
+    gets two fixes; anywhere else it runs unchanged.
+
+    1. Every op of the step waits for the batch. There the end of a dataset of
+       unknown length is found inside the step's graph, one step late, and the
+       ops that do not read the batch (optimizer step counters, metric counts,
+       the noise seed) would still run for that phantom step: one step too many
+       per epoch, and diluted epoch losses. (Only there: on one machine the
+       dependency slows the step, as it keeps grappler from fusing and
+       overlapping ops.)
+    2. The logs are one-element vectors: with several workers, Keras 3 reduces
+       the step's logs with `strategy.reduce(MEAN, axis=0)`, which fails on
+       scalars (tensorflow/tensorflow#72388); vectors reduce to the scalar mean.
+
+    Args:
+        train_step: a function `(model, data) -> dict of scalar logs`.
+
+    Returns:
+        The decorated function.
+    """
+
+    @functools.wraps(train_step)
+    def step(model, data):
+        if not _multi_worker(tf.distribute.get_strategy()):
+            return train_step(model, data)
+        with tf.control_dependencies(tf.nest.flatten(data)):
+            logs = train_step(model, data)
+        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+
+    return step

@@ -50,7 +50,7 @@ def _run_evaluate(args) -> int:
             f"Received: --dataset {args.dataset!r}"
         )
     from dcgan_keras.export import load_generator
-    from dcgan_keras.metrics import evaluate_digits
+    from dcgan_keras.judge import evaluate_digits
 
     generator = load_generator(args.model)
     report = {"model": args.model, **evaluate_digits(generator, num=args.num, seed=args.seed, k=args.k)}

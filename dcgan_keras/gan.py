@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from dcgan_keras import _backend  # noqa: F401
 import keras
 import tensorflow as tf
 
 from dcgan_keras.augment import diff_augment
 from dcgan_keras.config import Config, parse_policy
+from dcgan_keras.distribute import multi_worker_step
 from dcgan_keras.networks import build_discriminator, build_generator
+from dcgan_keras.sampling import batched_forward, latent_vectors
 
 
 def paper_adam(config: Config | None = None) -> keras.optimizers.Adam:
@@ -31,19 +34,19 @@ def _computes_in_float16(model: keras.Model) -> bool:
     return False
 
 
-def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
-    # The condition under which Keras' fit reduces logs across workers.
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
-        getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
-    )
-
-
 def _loss_scaled(optimizer, model: keras.Model):
     # Wraps the optimizer of a network that computes in float16, as
     # keras.Model.compile does for a model whose own policy is mixed_float16.
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) or not _computes_in_float16(model):
         return optimizer
     return keras.optimizers.LossScaleOptimizer(optimizer)
+
+
+# The DCGAN arguments a Config sets and get_config saves (besides the two networks).
+_SETTINGS = (
+    "latent_dim", "label_smoothing", "ema_decay", "seed", "learning_rate", "beta_1", "beta_2", "augment",
+    "augment_target",
+)
 
 
 @keras.saving.register_keras_serializable(package="dcgan_keras")
@@ -72,6 +75,10 @@ class DCGAN(keras.Model):
         ema_decay: if set, an exponential moving average of the generator's
             weights (`ema_generator`) is kept and used for sampling and export.
         seed: seed of the one random source that draws z during training.
+        learning_rate: learning rate of the Adam optimizers `compile` makes
+            when none are given (paper: 0.0002).
+        beta_1: their first-moment decay (paper: 0.5).
+        beta_2: their second-moment decay.
         augment: a DiffAugment policy (`dcgan_keras.augment`), e.g.
             `"translation,cutout"`: real and fake images are transformed alike
             before each of the step's three discriminator passes. `None`
@@ -85,7 +92,7 @@ class DCGAN(keras.Model):
     Example:
 
     ```python
-    gan = DCGAN.from_config(Config(image_size=32, channels=1))
+    gan = DCGAN.from_paper_config(Config(image_size=32, channels=1))
     gan.compile()  # Adam(2e-4, beta_1=0.5) for both networks
     gan.fit(make_dataset("digits", image_size=32), epochs=5)
     images = gan.generate(16, seed=0)  # (16, 32, 32, 1) in [-1, 1]
@@ -100,6 +107,9 @@ class DCGAN(keras.Model):
         label_smoothing: float = 0.0,
         ema_decay: float | None = None,
         seed: int | None = None,
+        learning_rate: float = 2e-4,
+        beta_1: float = 0.5,
+        beta_2: float = 0.999,
         augment: str | None = None,
         augment_target: float | None = None,
         **kwargs,
@@ -131,6 +141,9 @@ class DCGAN(keras.Model):
         self.label_smoothing = float(label_smoothing)
         self.ema_decay = ema_decay
         self.seed = seed
+        self.learning_rate = float(learning_rate)
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.augment = augment or None
         self.augment_target = augment_target
@@ -152,22 +165,32 @@ class DCGAN(keras.Model):
     # -- construction ------------------------------------------------------
 
     @classmethod
+    def from_paper_config(cls, config: Config) -> "DCGAN":
+        """Builds both networks and the DCGAN from a `Config`.
+
+        Args:
+            config: the hyper-parameters (`Config()` holds the paper's).
+
+        Returns:
+            An uncompiled `DCGAN` named "dcgan"; its `compile()` makes Adam
+            optimizers with the config's learning rate and betas.
+        """
+        if not isinstance(config, Config):
+            raise TypeError(f"from_paper_config takes a Config. Received: config={config!r}")
+        settings = {name: getattr(config, name) for name in _SETTINGS}
+        return cls(build_generator(config), build_discriminator(config), name="dcgan", **settings)
+
+    @classmethod
     def from_config(cls, config):
-        """Builds a DCGAN from a `Config`, or from `get_config()`'s dict."""
-        if isinstance(config, Config):
-            gan = cls(
-                build_generator(config),
-                build_discriminator(config),
-                latent_dim=config.latent_dim,
-                label_smoothing=config.label_smoothing,
-                ema_decay=config.ema_decay,
-                seed=config.seed,
-                augment=config.augment,
-                augment_target=config.augment_target,
-                name="dcgan",
+        """Rebuilds a DCGAN from `get_config()`'s dict (Keras deserialisation)."""
+        if isinstance(config, Config):  # version 0.1 built new models here too
+            warnings.warn(
+                "DCGAN.from_config(Config) is deprecated: from_config rebuilds a saved model "
+                "from get_config()'s dict. Build a new one with DCGAN.from_paper_config(config).",
+                DeprecationWarning,
+                stacklevel=2,
             )
-            gan._adam_config = config  # compile()'s default optimizers follow its learning rate and betas
-            return gan
+            return cls.from_paper_config(config)
         config = dict(config)
         config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
         config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])
@@ -178,18 +201,13 @@ class DCGAN(keras.Model):
         config.update(
             generator=keras.saving.serialize_keras_object(self.generator),
             discriminator=keras.saving.serialize_keras_object(self.discriminator),
-            latent_dim=self.latent_dim,
-            label_smoothing=self.label_smoothing,
-            ema_decay=self.ema_decay,
-            seed=self.seed,
-            augment=self.augment,
-            augment_target=self.augment_target,
+            **{name: getattr(self, name) for name in _SETTINGS},
         )
         return config
 
     def compile(self, d_optimizer=None, g_optimizer=None, auto_scale_loss: bool = True, **kwargs):
         """Configures training; both optimizers default to the paper's Adam
-        (with the learning rate and betas of the `Config` the model was built from).
+        (with the model's `learning_rate`, `beta_1` and `beta_2`).
 
         Call it inside `strategy.scope()` when training with `tf.distribute`.
         The optimizers' variables are created here, before `fit`, so that a
@@ -210,9 +228,13 @@ class DCGAN(keras.Model):
                 `steps_per_execution`).
         """
         super().compile(**kwargs)
-        adam_config = getattr(self, "_adam_config", None)
-        d_optimizer = d_optimizer or paper_adam(adam_config)
-        g_optimizer = g_optimizer or paper_adam(adam_config)
+        if self.optimizer is not None and not self.optimizer.built:
+            # keras.Model.compile's default optimizer, which DCGAN never uses: built
+            # empty, as it is in every backup (`save_weights`), so that restoring one
+            # finds the same, empty state instead of building it with every weight.
+            self.optimizer.build([])
+        d_optimizer = d_optimizer or self._adam()
+        g_optimizer = g_optimizer or self._adam()
         if auto_scale_loss:
             d_optimizer = _loss_scaled(d_optimizer, self.discriminator)
             g_optimizer = _loss_scaled(g_optimizer, self.generator)
@@ -220,6 +242,9 @@ class DCGAN(keras.Model):
         self.g_optimizer = g_optimizer
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
+
+    def _adam(self):
+        return keras.optimizers.Adam(learning_rate=self.learning_rate, beta_1=self.beta_1, beta_2=self.beta_2)
 
     def get_compile_config(self):
         if not hasattr(self, "d_optimizer"):
@@ -310,30 +335,10 @@ class DCGAN(keras.Model):
         labels = tf.fill(tf.shape(logits), tf.cast(target, logits.dtype))
         return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
 
+    @multi_worker_step  # several workers need two fixes around the step (distribute.py)
     def train_step(self, data):
         real = data[0] if isinstance(data, (tuple, list)) else data  # labels, if any, are dropped
-        # Every op of the step waits for the batch. Under MultiWorkerMirroredStrategy
-        # the end of a dataset of unknown length is found inside the step's graph,
-        # one step late, and the ops that do not read the batch (optimizer step
-        # counters, metric counts, the noise seed) would still run for that
-        # phantom step: one step too many per epoch, and diluted epoch losses.
-        # (Only there: on one machine the dependency measured 25% slower at 32x32, 302 vs 400
-        # images/s on 2 CPU cores, as it
-        # keeps grappler from fusing and overlapping ops.)
-        multi_worker = _multi_worker(tf.distribute.get_strategy())
-        with tf.control_dependencies([real] if multi_worker else []):
-            logs = self._update(real)
-        if multi_worker:
-            # tensorflow/tensorflow#72388: with several workers, Keras 3 reduces
-            # the step's logs with strategy.reduce(MEAN, axis=0), which fails on
-            # scalars; one-element vectors reduce to the scalar mean.
-            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
-        return logs
-
-    def _update(self, real):
-        # One discriminator and one generator update on a batch of real images.
-        batch_size = tf.shape(real)[0]
-        z = self.latent_noise(batch_size)
+        z = self.latent_noise(tf.shape(real)[0])
 
         with tf.GradientTape() as g_tape:
             # 1. One generator forward pass; the tape keeps it for step 3.
@@ -348,8 +353,7 @@ class DCGAN(keras.Model):
                 d_loss = self._bce(real_logits, 1.0 - self.label_smoothing) + self._bce(fake_logits, 0.0)
                 scaled_d_loss = self._scaled(d_loss, self.d_optimizer)
             d_weights = self.discriminator.trainable_variables
-            d_grads = d_tape.gradient(scaled_d_loss, d_weights)
-            self.d_optimizer.apply(d_grads, d_weights)
+            self.d_optimizer.apply(d_tape.gradient(scaled_d_loss, d_weights), d_weights)
 
             # 3. Generator update through the updated discriminator:
             #    non-saturating loss, fakes -> 1.
@@ -384,8 +388,8 @@ class DCGAN(keras.Model):
     # -- sampling ----------------------------------------------------------
 
     def noise(self, num: int, seed: int = 0) -> np.ndarray:
-        """`num` latent vectors z ~ N(0, I), the same for the same seed."""
-        return np.random.default_rng(seed).standard_normal((num, self.latent_dim)).astype("float32")
+        """`num` latent vectors z ~ N(0, I), the same for the same seed (`latent_vectors`)."""
+        return latent_vectors(num, self.latent_dim, seed)
 
     def generate(self, num: int = 64, seed: int = 0, z=None, batch_size: int = 256) -> np.ndarray:
         """Samples images in [-1, 1] with batch norm in inference mode.
@@ -399,5 +403,5 @@ class DCGAN(keras.Model):
         Returns:
             A float32 array of shape `(num, height, width, channels)`.
         """
-        z = self.noise(num, seed) if z is None else np.asarray(z, dtype="float32")
-        return self.sampler.predict(z, batch_size=batch_size, verbose=0)
+        z = self.noise(num, seed) if z is None else z
+        return batched_forward(self.sampler, z, batch_size)

@@ -28,8 +28,9 @@ import threading
 
 import numpy as np
 
-from dcgan_keras import _backend  # noqa: F401
 import keras
+
+from dcgan_keras.files import atomic_path, atomic_write_json
 
 logger = logging.getLogger("dcgan_keras")
 
@@ -52,16 +53,6 @@ def _all_finite(variables) -> bool:
     return all(np.isfinite(np.asarray(v)).all() for v in variables)
 
 
-def atomic_write_json(path: str, data) -> None:
-    """Writes `data` as JSON to `path` through a temporary file and a rename."""
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.partial")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_model_atomic(model: keras.Model, path) -> str:
     """`model.save(path)` through a temporary file, refusing non-finite weights.
 
@@ -81,10 +72,8 @@ def save_model_atomic(model: keras.Model, path) -> str:
         raise TrainingDiverged(
             f"Refusing to save {path}: the model has NaN or Inf weights. The file there, if any, is kept."
         )
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.partial.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
     return path
 
 
@@ -129,9 +118,8 @@ class RunBackup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.backup_dir, exist_ok=True)
         name = f"epoch_{epoch + 1:04d}.weights.h5"
-        tmp = os.path.join(self.backup_dir, ".partial.weights.h5")
-        self.model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, os.path.join(self.backup_dir, name))
+        with atomic_path(os.path.join(self.backup_dir, name)) as tmp:
+            self.model.save_weights(tmp, overwrite=True)
         seed = getattr(self.model, "seed_generator", None)
         state = {
             "epoch": epoch + 1,

@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from dcgan_keras.files import atomic_path
+
 
 def to_uint8(images) -> np.ndarray:
     """Maps pixel values in [-1, 1] to uint8 in [0, 255] (values outside are clipped)."""
@@ -62,9 +64,6 @@ def save_png(image, path) -> str:
     pixels = to_uint8(image)
     if pixels.ndim == 3 and pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    Image.fromarray(pixels).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")
+    return os.fspath(path)

@@ -17,18 +17,21 @@ generator's tanh output and the discriminator's logit, which are float32 in any
 precision (mixed-precision outputs that feed a loss or leave the model should be
 float32). `Config.sync_batch_norm` makes batch norm use the statistics of the
 global batch under a `tf.distribute` strategy.
+
+The layers are Keras' `Conv2DTranspose`, `Conv2D` and `BatchNormalization`, or
+with `Config.fast_layers` (the default) their faster-training twins from
+`fast_layers`, which compute the same function with the same weights.
 """
 
 from __future__ import annotations
 
 import math
 
-from dcgan_keras import _backend  # noqa: F401
 import keras
 from keras import layers
 
+from dcgan_keras import fast_layers
 from dcgan_keras.config import Config
-from dcgan_keras.layers import BatchNormalization, DownConv2D, UpConv2D
 
 
 def _num_stages(image_size: int) -> int:
@@ -38,12 +41,17 @@ def _num_stages(image_size: int) -> int:
     return int(math.log2(image_size // 4))
 
 
-def _batch_norm(config: Config, name: str) -> BatchNormalization:
+def _conv_layers(config: Config):
+    # Where Conv2D, Conv2DTranspose and BatchNormalization come from.
+    return fast_layers if config.fast_layers else layers
+
+
+def _batch_norm(config: Config, name: str) -> layers.BatchNormalization:
     # momentum 0.9 and epsilon 1e-5 match the reference implementations
     # (Theano / Torch / PyTorch), whose running averages move 10x faster than
     # Keras' default momentum of 0.99. synchronized=True all-reduces the
     # batch statistics across the replicas of a tf.distribute strategy.
-    return BatchNormalization(
+    return _conv_layers(config).BatchNormalization(
         momentum=0.9,
         epsilon=1e-5,
         gamma_initializer=keras.initializers.RandomNormal(1.0, config.init_stddev),
@@ -61,7 +69,8 @@ def build_generator(config: Config) -> keras.Model:
 
     Args:
         config: a `Config`; uses `image_size`, `channels`, `latent_dim`,
-            `base_width`, `init_stddev`, `precision` and `sync_batch_norm`.
+            `base_width`, `init_stddev`, `precision`, `sync_batch_norm` and
+            `fast_layers`.
 
     Returns:
         A functional `keras.Model` named "generator" whose output has shape
@@ -71,6 +80,7 @@ def build_generator(config: Config) -> keras.Model:
     init = keras.initializers.RandomNormal(0.0, config.init_stddev)
     width = config.base_width * 2 ** (stages - 1)
     dtype = config.precision
+    Conv2DTranspose = _conv_layers(config).Conv2DTranspose
 
     z = keras.Input(shape=(config.latent_dim,), name="z")
     # "Project and reshape": a single matrix multiply, not a hidden FC layer.
@@ -80,11 +90,15 @@ def build_generator(config: Config) -> keras.Model:
     x = layers.ReLU(dtype=dtype, name="project_relu")(x)
     for stage in range(1, stages):
         width //= 2
-        x = UpConv2D(width, kernel_initializer=init, use_bias=False, dtype=dtype, name=f"up{stage}")(x)
+        x = Conv2DTranspose(
+            width, 4, strides=2, padding="same", use_bias=False, kernel_initializer=init, dtype=dtype, name=f"up{stage}"
+        )(x)
         x = _batch_norm(config, f"up{stage}_bn")(x)
         x = layers.ReLU(dtype=dtype, name=f"up{stage}_relu")(x)  # side doubles each stage
     # Output layer: no batch norm, Tanh to [-1, 1], in float32 in any precision.
-    x = UpConv2D(config.channels, kernel_initializer=init, use_bias=True, dtype=dtype, name=f"up{stages}")(x)
+    x = Conv2DTranspose(
+        config.channels, 4, strides=2, padding="same", kernel_initializer=init, dtype=dtype, name=f"up{stages}"
+    )(x)
     images = layers.Activation("tanh", dtype="float32", name="tanh")(x)
     return keras.Model(z, images, name="generator")
 
@@ -97,7 +111,8 @@ def build_discriminator(config: Config) -> keras.Model:
 
     Args:
         config: a `Config`; uses `image_size`, `channels`, `base_width`,
-            `leaky_slope`, `init_stddev`, `precision` and `sync_batch_norm`.
+            `leaky_slope`, `init_stddev`, `precision`, `sync_batch_norm` and
+            `fast_layers`.
 
     Returns:
         A functional `keras.Model` named "discriminator" mapping
@@ -106,12 +121,15 @@ def build_discriminator(config: Config) -> keras.Model:
     stages = _num_stages(config.image_size)
     init = keras.initializers.RandomNormal(0.0, config.init_stddev)
     dtype = config.precision
+    Conv2D = _conv_layers(config).Conv2D
 
     images = keras.Input(shape=(config.image_size, config.image_size, config.channels), name="images")
     x = images
     width = config.base_width
     for stage in range(1, stages + 1):
-        x = DownConv2D(width, kernel_initializer=init, use_bias=stage == 1, dtype=dtype, name=f"down{stage}")(x)
+        x = Conv2D(
+            width, 4, strides=2, padding="same", use_bias=stage == 1, kernel_initializer=init, dtype=dtype, name=f"down{stage}"
+        )(x)
         if stage > 1:  # no batch norm on the input layer
             x = _batch_norm(config, f"down{stage}_bn")(x)
         x = layers.LeakyReLU(config.leaky_slope, dtype=dtype, name=f"down{stage}_lrelu")(x)

@@ -10,18 +10,18 @@ import shutil
 import time
 import warnings
 
-from dcgan_keras import _backend  # noqa: F401
 import keras
 
 from dcgan_keras.callbacks import LossPlot, SampleGrid, read_history_csv
 from dcgan_keras.config import Config
 from dcgan_keras.data import input_shard, make_dataset
 from dcgan_keras.export import export_generator
+from dcgan_keras.files import atomic_write_json
 from dcgan_keras.distribute import get_strategy, is_chief, worker_task
 from dcgan_keras.gan import DCGAN
 from dcgan_keras.guards import (
     AtomicCheckpoint, DivergenceGuard, GracefulInterrupt, RunBackup, TrainingInterrupted,
-    atomic_write_json, read_backup, restore_backup,
+    read_backup, restore_backup,
 )
 
 
@@ -164,25 +164,12 @@ def train(
     """
     if epochs < 1:
         raise ValueError(f"epochs must be a positive integer. Received: epochs={epochs}")
-    run_dir = os.fspath(run_dir)
     strategy = get_strategy(strategy)  # first: multi-worker must start before other TF work
-    if not is_chief(strategy):
-        # Every worker saves too (reading replicated variables may take collective
-        # ops all workers join), but into a folder of its own.
-        run_dir = os.path.join(run_dir, "workers", "%s_%s" % worker_task(strategy))
-        export_dir = os.path.join(run_dir, "export") if export_dir else None
-    backup_dir = os.path.join(run_dir, "backup")
+    run_dir, export_dir = _worker_dirs(os.fspath(run_dir), export_dir, strategy)
     record = _run_record(config, dataset)
     replaced = _check_run_dir(run_dir, record, resume, overwrite)
-    backup = read_backup(backup_dir) if resume else None
-    if resume and backup is None:
-        warnings.warn(f"resume=True but there is no backup in {backup_dir}; training starts afresh.", stacklevel=2)
-        resume = False
-    if backup is not None and backup["epoch"] >= epochs:
-        raise ValueError(
-            f"The run in {run_dir!r} has already finished {backup['epoch']} epochs; ask for more "
-            f"epochs to extend it. Received: epochs={epochs}"
-        )
+    backup = _backup_to_resume(run_dir, epochs) if resume else None
+    resume = backup is not None
     keras.utils.set_random_seed(config.seed)
 
     ds = make_dataset(
@@ -190,59 +177,17 @@ def train(
         batch_size=config.batch_size, seed=config.seed, data_dir=data_dir,
         cache=cache, shard=input_shard(strategy),
     )
-    with strategy.scope():  # variables (networks, optimizers) replicated as the strategy says
-        gan = DCGAN.from_config(config)
-        gan.compile()  # the paper's Adam with config's learning rate and betas
-        if gan.optimizer is not None and not gan.optimizer.built:
-            # keras.Model.compile's default optimizer, which DCGAN never uses: built
-            # empty, as it is in every backup (`save_weights`), so that restoring one
-            # finds the same, empty state instead of building it with every weight.
-            gan.optimizer.build([])
+    gan = _build_model(config, strategy)
 
     # Data and model are ready: only now is anything in run_dir replaced or written.
-    for path in replaced:
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    os.makedirs(run_dir, exist_ok=True)
-    atomic_write_json(os.path.join(run_dir, "config.json"), {**record, "epochs": epochs})
-
-    history_csv = os.path.join(run_dir, "history.csv")
-    loss_plot = LossPlot(os.path.join(run_dir, "losses.png"))
-    initial_epoch = 0
-    if resume:
-        initial_epoch = restore_backup(gan, backup_dir)
-        # Keep the history of the backed-up epochs only, and go on appending to it.
-        loss_plot.history = _trim_history(history_csv, initial_epoch)
-
-    log_dir = os.path.join(run_dir, "logs") if tensorboard else None
+    _prepare_run_dir(run_dir, replaced, {**record, "epochs": epochs})
+    initial_epoch = restore_backup(gan, os.path.join(run_dir, "backup")) if resume else 0
     interrupt = GracefulInterrupt()
-    all_callbacks = [
-        DivergenceGuard(),  # first: nothing below sees a broken model
-        interrupt,
-        *(callbacks or []),  # before the logger, so their logs (e.g. a metric) reach history.csv
-        SampleGrid(os.path.join(run_dir, "samples"), every=sample_every, seed=config.seed, log_dir=log_dir),
-        keras.callbacks.CSVLogger(history_csv, append=resume),
-        loss_plot,
-        AtomicCheckpoint(os.path.join(run_dir, "ckpt.keras")),
-        RunBackup(backup_dir),  # kept after the run, so a finished run can be extended too
-    ]
-    if log_dir:
-        all_callbacks.append(keras.callbacks.TensorBoard(log_dir))
-
-    first_step = int(gan.g_optimizer.iterations.numpy())
-    start = time.perf_counter()
-    try:
-        with interrupt:
-            # shuffle=False: make_dataset shuffles already (Keras warns that fit's own
-            # shuffle does nothing for a tf.data.Dataset).
-            history = gan.fit(ds, epochs=epochs, initial_epoch=initial_epoch, callbacks=all_callbacks,
-                              verbose=verbose, shuffle=False)
-    except TrainingInterrupted as stop:
-        raise TrainingInterrupted(
-            f"{stop} It is in {run_dir!r} (ckpt.keras, backup/); continue with resume=True (--resume)."
-        ) from None
-    seconds = time.perf_counter() - start
-    steps = int(gan.g_optimizer.iterations.numpy()) - first_step
-    summary = {
+    all_callbacks = _run_callbacks(
+        config, run_dir, interrupt, callbacks, initial_epoch if resume else None, sample_every, tensorboard
+    )
+    history, seconds, steps = _fit(gan, ds, epochs, initial_epoch, all_callbacks, verbose, interrupt, run_dir)
+    return {
         "history": history.history,
         "seconds": seconds,
         "steps": steps,
@@ -252,4 +197,81 @@ def train(
         "export": export_generator(gan, export_dir) if export_dir else None,
         "model": gan,
     }
-    return summary
+
+
+def _worker_dirs(run_dir: str, export_dir: str | None, strategy) -> tuple[str, str | None]:
+    """The run and export folders of this process: the ones asked for on the chief."""
+    if is_chief(strategy):
+        return run_dir, export_dir
+    # Every worker saves too (reading replicated variables may take collective
+    # ops all workers join), but into a folder of its own.
+    run_dir = os.path.join(run_dir, "workers", "%s_%s" % worker_task(strategy))
+    return run_dir, (os.path.join(run_dir, "export") if export_dir else None)
+
+
+def _backup_to_resume(run_dir: str, epochs: int) -> dict | None:
+    """The run's backup record, or `None` (with a warning) when there is none."""
+    backup_dir = os.path.join(run_dir, "backup")
+    backup = read_backup(backup_dir)
+    if backup is None:
+        warnings.warn(f"resume=True but there is no backup in {backup_dir}; training starts afresh.", stacklevel=3)
+    elif backup["epoch"] >= epochs:
+        raise ValueError(
+            f"The run in {run_dir!r} has already finished {backup['epoch']} epochs; ask for more "
+            f"epochs to extend it. Received: epochs={epochs}"
+        )
+    return backup
+
+
+def _build_model(config: Config, strategy) -> DCGAN:
+    """A compiled DCGAN whose variables are replicated as `strategy` says."""
+    with strategy.scope():
+        gan = DCGAN.from_paper_config(config)
+        gan.compile()  # the paper's Adam with config's learning rate and betas
+    return gan
+
+
+def _prepare_run_dir(run_dir: str, replaced: list[str], record: dict) -> None:
+    """Deletes what `overwrite` replaces and writes the run's config.json."""
+    for path in replaced:
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    os.makedirs(run_dir, exist_ok=True)
+    atomic_write_json(os.path.join(run_dir, "config.json"), record)
+
+
+def _run_callbacks(config, run_dir, interrupt, extra, resumed_epoch, sample_every, tensorboard) -> list:
+    """The callbacks of a run, in order; `resumed_epoch` is `None` for a new run."""
+    history_csv = os.path.join(run_dir, "history.csv")
+    loss_plot = LossPlot(os.path.join(run_dir, "losses.png"))
+    if resumed_epoch is not None:
+        # Keep the history of the backed-up epochs only, and go on appending to it.
+        loss_plot.history = _trim_history(history_csv, resumed_epoch)
+    log_dir = os.path.join(run_dir, "logs") if tensorboard else None
+    return [
+        DivergenceGuard(),  # first: nothing below sees a broken model
+        interrupt,
+        *(extra or []),  # before the logger, so their logs (e.g. a metric) reach history.csv
+        SampleGrid(os.path.join(run_dir, "samples"), every=sample_every, seed=config.seed, log_dir=log_dir),
+        keras.callbacks.CSVLogger(history_csv, append=resumed_epoch is not None),
+        loss_plot,
+        AtomicCheckpoint(os.path.join(run_dir, "ckpt.keras")),
+        RunBackup(os.path.join(run_dir, "backup")),  # kept after the run, so a finished run can be extended too
+        *([keras.callbacks.TensorBoard(log_dir)] if log_dir else []),
+    ]
+
+
+def _fit(gan, ds, epochs, initial_epoch, callbacks, verbose, interrupt, run_dir):
+    """Runs `gan.fit`; returns its history, the seconds it took and the steps it made."""
+    first_step = int(gan.g_optimizer.iterations.numpy())
+    start = time.perf_counter()
+    try:
+        with interrupt:
+            # shuffle=False: make_dataset shuffles already (Keras warns that fit's own
+            # shuffle does nothing for a tf.data.Dataset).
+            history = gan.fit(ds, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+                              verbose=verbose, shuffle=False)
+    except TrainingInterrupted as stop:
+        raise TrainingInterrupted(
+            f"{stop} It is in {run_dir!r} (ckpt.keras, backup/); continue with resume=True (--resume)."
+        ) from None
+    return history, time.perf_counter() - start, int(gan.g_optimizer.iterations.numpy()) - first_step

@@ -26,7 +26,7 @@ def gan(make_tiny_gan):
 
 @pytest.fixture(scope="module")
 def z():
-    return np.random.default_rng(0).standard_normal((6, 16)).astype("float32")
+    return dk.latent_vectors(6, 16, seed=0)
 
 
 def _draw(model, z):

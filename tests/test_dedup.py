@@ -62,9 +62,14 @@ def test_dedup_finds_injected_duplicates_among_the_digits(record_property):
     record_property("dedup_recall", scores["recall"])
     print(f"dedup on 5000 digits + 90 injected: precision {scores['precision']:.3f}, "
           f"recall {scores['recall']:.3f}, by kind {per_kind}")
+    # Measured on this data (injection and training seeds 0, 1, 2): precision 0.43 / 0.65 / 0.38,
+    # recall 0.54 / 0.51 / 0.49, noisy copies 0.63 / 0.53 / 0.47, shifted copies 0 (a one-pixel
+    # shift never shares a bucket, docs/inside.md). With 90 injected pairs, natural digits that
+    # hash together weigh more on precision than in the docs' 300 (0.77 there).
     assert per_kind["exact"] == 1.0  # identical images always share a code
-    assert per_kind["noisy"] > 0.2
-    assert scores["precision"] > 0.25
+    assert per_kind["noisy"] > 0.4
+    assert scores["recall"] > 0.42
+    assert scores["precision"] > 0.33
     assert result["counts"]["duplicates"] < 0.2 * len(data)
 
 

@@ -36,11 +36,11 @@ TWO_CPUS = textwrap.dedent("""
 
 TRAINS = TWO_CPUS + textwrap.dedent("""
     with mirrored.scope():  # build and compile inside the scope
-        gan = dk.DCGAN.from_config(config)
+        gan = dk.DCGAN.from_paper_config(config)
         gan.compile()
     before = [w.numpy().copy() for w in gan.generator.trainable_weights + gan.discriminator.trainable_weights]
     x = np.random.default_rng(0).uniform(-1, 1, (64, 32, 32, 1)).astype("float32")
-    history = gan.fit(tf.data.Dataset.from_tensor_slices(x).batch(32), epochs=2, verbose=0).history
+    history = gan.fit(tf.data.Dataset.from_tensor_slices(x).batch(32), epochs=2, verbose=0, shuffle=False).history
     after = [w.numpy() for w in gan.generator.trainable_weights + gan.discriminator.trainable_weights]
 
     # The z each replica draws in one step.
@@ -69,18 +69,18 @@ MATCHES_ONE_DEVICE = TWO_CPUS + textwrap.dedent("""
         def latent_noise(self, batch_size):
             return self.given_z
 
-    initial = dk.DCGAN.from_config(config).get_weights()
+    initial = dk.DCGAN.from_paper_config(config).get_weights()
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (64, 32, 32, 1)).astype("float32")
     z = rng.standard_normal((64, 16)).astype("float32")
 
     def run(strategy, sync_batch_norm):
         with strategy.scope():
-            nets = dk.DCGAN.from_config(config.replace(sync_batch_norm=sync_batch_norm))
+            nets = dk.DCGAN.from_paper_config(config.replace(sync_batch_norm=sync_batch_norm))
             gan = GivenNoise(nets.generator, nets.discriminator)
             gan.set_weights(initial)
             gan.compile()
-        gan.fit(tf.data.Dataset.from_tensor_slices((x, z)).batch(32), epochs=1, verbose=0)
+        gan.fit(tf.data.Dataset.from_tensor_slices((x, z)).batch(32), epochs=1, verbose=0, shuffle=False)
         return gan.get_weights(), int(gan.g_optimizer.iterations.numpy())
 
     def largest_difference(a, b):
@@ -133,8 +133,9 @@ def test_mirrored_strategy_matches_one_device_on_the_same_global_batch():
     # Two replicas of 16 with batch norm synchronised = one device with 32:
     # the same weights, batch-norm statistics and optimizer states, to float rounding.
     assert report["synced"] < 1e-5, report
-    # Each replica normalising its own 16 images is a different computation.
-    assert report["unsynced"] > 1e-4, report
+    # Each replica normalising its own 16 images is a different computation: its weights
+    # differ far beyond the rounding differences (at most ~2e-4, see above; measured 2.5e-3).
+    assert report["unsynced"] > 1e-3 and report["unsynced"] > 100 * report["synced"], report
 
 
 def _free_port():
@@ -193,7 +194,7 @@ def test_multi_worker_strategy_with_two_processes_trains_and_the_workers_agree(t
     assert len(weights[0]) == len(weights[1]) > 0
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
-    untrained = dk.DCGAN.from_config(dk.Config(image_size=32, channels=1, latent_dim=16, base_width=8))
+    untrained = dk.DCGAN.from_paper_config(dk.Config(image_size=32, channels=1, latent_dim=16, base_width=8))
     assert any(not np.allclose(a, b) for a, b in zip(models[0].generator.get_weights(), untrained.generator.get_weights()))
 
 
@@ -214,7 +215,7 @@ def test_make_strategy_names_and_errors():
 
 
 def test_noise_on_one_device_is_the_seed_generators_sequence(tiny_config):
-    gan = dk.DCGAN.from_config(tiny_config)
+    gan = dk.DCGAN.from_paper_config(tiny_config)
     reference = keras.random.SeedGenerator(tiny_config.seed)
     for _ in range(2):
         expected = keras.random.normal((5, tiny_config.latent_dim), seed=reference)
@@ -223,7 +224,7 @@ def test_noise_on_one_device_is_the_seed_generators_sequence(tiny_config):
 
 def test_sync_batch_norm_survives_config_and_keras_file_round_trips(tiny_config, tmp_path):
     config = tiny_config.replace(sync_batch_norm=True)
-    gan = dk.DCGAN.from_config(config)
+    gan = dk.DCGAN.from_paper_config(config)
     norms = [l for l in gan.generator.layers + gan.discriminator.layers if isinstance(l, keras.layers.BatchNormalization)]
     assert norms and all(l.synchronized for l in norms)
     rebuilt = dk.DCGAN.from_config(gan.get_config())
@@ -233,7 +234,7 @@ def test_sync_batch_norm_survives_config_and_keras_file_round_trips(tiny_config,
         assert model.generator.get_layer("up1_bn").synchronized
         assert model.discriminator.get_layer("down2_bn").synchronized
     # The batch norm of a model saved before the option existed is not synchronised.
-    assert not dk.DCGAN.from_config(tiny_config).generator.get_layer("up1_bn").synchronized
+    assert not dk.DCGAN.from_paper_config(tiny_config).generator.get_layer("up1_bn").synchronized
 
 
 def test_config_fields_default_for_old_configs_and_are_validated(tiny_config):

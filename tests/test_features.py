@@ -117,9 +117,16 @@ def test_protocol_returns_all_rows(tiny_d, digits_subset):
     assert set(table["rows"]) == {"pixels", "random_d", "trained_d", "supervised"}
     assert table["num_train"] == 200 and table["num_test"] == 100
     for row in table["rows"].values():
-        assert len(row["accuracies"]) == 2
-        assert all(0.0 <= a <= 1.0 for a in row["accuracies"])
-        assert 0.0 <= row["mean"] <= 1.0 and row["std"] >= 0.0
+        accuracies = np.asarray(row["accuracies"])
+        assert len(accuracies) == 2
+        # Each is a share of the 100 test digits, summarised by its mean and std over the draws.
+        np.testing.assert_allclose(accuracies * 100, np.round(accuracies * 100), atol=1e-3)
+        assert row["mean"] == pytest.approx(accuracies.mean()) and row["std"] == pytest.approx(accuracies.std())
+    # 20 labels per class are enough for the L2-SVM on pixels and on D's features to beat
+    # chance (0.1) by far (measured: pixels 0.71, random D 0.87, this untrained D 0.85);
+    # the supervised network, 2 epochs on 200 digits, is not trained enough to (0.13).
+    for name in ("pixels", "random_d", "trained_d"):
+        assert table["rows"][name]["mean"] > 0.5, name
     assert table["rows"]["trained_d"]["feature_length"] == 16 * (8 + 16 + 32)
     assert table["rows"]["pixels"]["feature_length"] == 32 * 32
     text = features.markdown_table(table)
@@ -136,7 +143,7 @@ def test_cli_runs_on_a_saved_tiny_gan(tmp_path, capsys):
     from dcgan_keras.cli import main
 
     keras.utils.set_random_seed(0)
-    gan = dk.DCGAN.from_config(dk.Config(**TINY))
+    gan = dk.DCGAN.from_paper_config(dk.Config(**TINY))
     gan.compile()
     path = str(tmp_path / "ckpt.keras")
     gan.save(path)

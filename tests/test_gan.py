@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -21,7 +23,7 @@ def _changed(before, model):
 
 
 def test_one_train_step_updates_every_weight_of_both_networks(tiny_config):
-    gan = dk.DCGAN.from_config(tiny_config)
+    gan = dk.DCGAN.from_paper_config(tiny_config)
     gan.compile()
     g0, d0 = _snapshot(gan.generator), _snapshot(gan.discriminator)
     logs = gan.train_step(tf.constant(_batch(tiny_config)))
@@ -34,13 +36,13 @@ def test_one_train_step_updates_every_weight_of_both_networks(tiny_config):
 def test_each_half_of_the_step_updates_only_its_own_network(tiny_config):
     # With one network's learning rate at zero, a step changes only the other one.
     frozen = lambda: keras.optimizers.Adam(learning_rate=0.0)  # noqa: E731
-    gan = dk.DCGAN.from_config(tiny_config)
+    gan = dk.DCGAN.from_paper_config(tiny_config)
     gan.compile(g_optimizer=frozen())
     g0, d0 = _snapshot(gan.generator), _snapshot(gan.discriminator)
     gan.train_step(tf.constant(_batch(tiny_config)))
     assert not any(_changed(g0, gan.generator)) and all(_changed(d0, gan.discriminator))
 
-    gan = dk.DCGAN.from_config(tiny_config)
+    gan = dk.DCGAN.from_paper_config(tiny_config)
     gan.compile(d_optimizer=frozen())
     g0, d0 = _snapshot(gan.generator), _snapshot(gan.discriminator)
     gan.train_step(tf.constant(_batch(tiny_config)))
@@ -48,7 +50,7 @@ def test_each_half_of_the_step_updates_only_its_own_network(tiny_config):
 
 
 def test_compile_defaults_to_the_paper_adam_and_builds_optimizer_state(tiny_config):
-    gan = dk.DCGAN.from_config(tiny_config)
+    gan = dk.DCGAN.from_paper_config(tiny_config)
     gan.compile()
     for optimizer in (gan.d_optimizer, gan.g_optimizer):
         assert isinstance(optimizer, keras.optimizers.Adam)
@@ -56,7 +58,7 @@ def test_compile_defaults_to_the_paper_adam_and_builds_optimizer_state(tiny_conf
         assert optimizer.beta_1 == pytest.approx(0.5)
         assert optimizer.built  # variables exist before fit (tf.distribute needs it)
     # The defaults follow the Config the model was built from (as `train --learning-rate` does).
-    tuned = dk.DCGAN.from_config(tiny_config.replace(learning_rate=1e-3, beta_1=0.7))
+    tuned = dk.DCGAN.from_paper_config(tiny_config.replace(learning_rate=1e-3, beta_1=0.7))
     tuned.compile()
     for optimizer in (tuned.d_optimizer, tuned.g_optimizer):
         assert float(optimizer.learning_rate) == pytest.approx(1e-3)
@@ -64,7 +66,7 @@ def test_compile_defaults_to_the_paper_adam_and_builds_optimizer_state(tiny_conf
 
 
 def test_ema_generator_starts_equal_and_follows_the_generator(tiny_config):
-    gan = dk.DCGAN.from_config(tiny_config.replace(ema_decay=0.9))
+    gan = dk.DCGAN.from_paper_config(tiny_config.replace(ema_decay=0.9))
     gan.compile()
     z = gan.noise(4)
     np.testing.assert_array_equal(gan.ema_generator(z), gan.generator(z))
@@ -81,7 +83,7 @@ def test_ema_generator_starts_equal_and_follows_the_generator(tiny_config):
 
 
 def test_generate_is_seeded_and_in_tanh_range(tiny_config):
-    gan = dk.DCGAN.from_config(tiny_config)
+    gan = dk.DCGAN.from_paper_config(tiny_config)
     a, b, c = gan.generate(5, seed=3), gan.generate(5, seed=3), gan.generate(5, seed=4)
     assert a.shape == (5, 32, 32, 1) and a.min() >= -1 and a.max() <= 1
     np.testing.assert_array_equal(a, b)
@@ -90,9 +92,9 @@ def test_generate_is_seeded_and_in_tanh_range(tiny_config):
 
 
 def test_whole_model_round_trips_through_a_keras_file(tiny_config, tmp_path):
-    gan = dk.DCGAN.from_config(tiny_config.replace(ema_decay=0.99, label_smoothing=0.1))
+    gan = dk.DCGAN.from_paper_config(tiny_config.replace(ema_decay=0.99, label_smoothing=0.1))
     gan.compile()
-    gan.fit(tf.data.Dataset.from_tensor_slices(_batch(tiny_config, 64)).batch(32), epochs=1, verbose=0)
+    gan.fit(tf.data.Dataset.from_tensor_slices(_batch(tiny_config, 64)).batch(32), epochs=1, verbose=0, shuffle=False)
     path = tmp_path / "gan.keras"
     gan.save(path)
     loaded = keras.models.load_model(path)  # no custom_objects needed
@@ -129,10 +131,10 @@ def test_a_short_run_on_the_real_digits_moves_samples_towards_real_digits(tiny_c
     keras.utils.set_random_seed(0)
     dataset = dk.make_dataset("digits", image_size=32, channels=1, batch_size=64, seed=0)
     real = np.concatenate([b.numpy() for b in dataset.take(16)])
-    gan = dk.DCGAN.from_config(config)
+    gan = dk.DCGAN.from_paper_config(config)
     gan.compile()
     untrained = gan.generate(200, seed=0)
-    history = gan.fit(dataset, epochs=3, verbose=0).history
+    history = gan.fit(dataset, epochs=3, verbose=0, shuffle=False).history
     trained = gan.generate(200, seed=0)
     before, after = _nearest_real_distance(untrained, real), _nearest_real_distance(trained, real)
     # Untrained samples are grey noise; trained ones have dark backgrounds and strokes.
@@ -142,8 +144,32 @@ def test_a_short_run_on_the_real_digits_moves_samples_towards_real_digits(tiny_c
 
 
 def test_an_uncompiled_model_saves_and_loads_without_optimizers(tiny_config, tmp_path):
-    gan = dk.DCGAN.from_config(tiny_config)
+    gan = dk.DCGAN.from_paper_config(tiny_config)
     gan.save(tmp_path / "raw.keras")
     loaded = keras.models.load_model(tmp_path / "raw.keras")
     z = gan.noise(2)
     np.testing.assert_array_equal(loaded.generator(z), gan.generator(z))
+
+
+def test_a_checkpoint_saved_by_version_0_1_loads_and_generates_the_same_images():
+    # tests/fixtures/dcgan_tiny_v1.keras: a tiny DCGAN (32x32x1, latent_dim 16,
+    # base_width 8) trained one step and saved by the first release, with the
+    # images and logits it gave for fixed z. Renamed or moved layers must keep it loading.
+    fixtures = os.path.join(os.path.dirname(__file__), "fixtures")
+    gan = keras.models.load_model(os.path.join(fixtures, "dcgan_tiny_v1.keras"))
+    expected = np.load(os.path.join(fixtures, "dcgan_tiny_v1_expected.npz"))
+    images = gan.generator.predict(expected["z"], verbose=0)
+    np.testing.assert_allclose(images, expected["images"], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(gan.discriminator.predict(images, verbose=0), expected["logits"], rtol=1e-4, atol=1e-7)
+    assert int(gan.g_optimizer.iterations.numpy()) == 1 and int(gan.d_optimizer.iterations.numpy()) == 1
+
+
+def test_from_config_is_keras_deserialisation_and_a_config_goes_to_from_paper_config(tiny_config):
+    gan = dk.DCGAN.from_paper_config(tiny_config.replace(learning_rate=1e-3, beta_2=0.99))
+    rebuilt = dk.DCGAN.from_config(gan.get_config())
+    assert (rebuilt.learning_rate, rebuilt.beta_1, rebuilt.beta_2) == (1e-3, 0.5, 0.99)
+    with pytest.warns(DeprecationWarning, match="from_paper_config"):
+        old_style = dk.DCGAN.from_config(tiny_config)
+    assert old_style.generator.output_shape == gan.generator.output_shape
+    with pytest.raises(TypeError, match="Received: config="):
+        dk.DCGAN.from_paper_config(gan.get_config())

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import dcgan_keras as dk
 from dcgan_keras.cli import main
-from dcgan_keras.experiments import guided
+from dcgan_keras.experiments import features, guided
 
 import keras
 from keras import layers
@@ -119,7 +119,7 @@ def test_guided_figure_compares_trained_and_random(tiny_gan, digits32):
     fig = guided.guided_figure(tiny_gan.discriminator, None, digits32, channels=[0, 1], k=3)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     assert "trained" in fig.axes[0].get_title() and "random" in fig.axes[1].get_title()
-    random_d = guided.random_like(tiny_gan.discriminator, seed=0)
+    random_d = features.random_discriminator(tiny_gan.discriminator, seed=0)
     assert not np.allclose(random_d.get_weights()[0], tiny_gan.discriminator.get_weights()[0])
     shown = guided.to_display(np.array([[[[2.0]], [[-4.0]]]]))
     np.testing.assert_allclose(shown.ravel(), [0.5, -1.0])

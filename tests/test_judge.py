@@ -8,7 +8,7 @@ class _FixedLogits:
     def __init__(self, logits):
         self.logits = np.asarray(logits, dtype="float32")
 
-    def predict(self, images, batch_size=None, verbose=0):
+    def __call__(self, images, training=False):  # one batch: fewer than 256 images
         return self.logits[: len(images)]
 
 
@@ -35,3 +35,12 @@ def test_the_judge_recognises_held_out_real_digits(tmp_path):
     assert accuracy > 0.95
     again, cached = load_digit_classifier(32, cache_dir=str(tmp_path))
     assert cached == accuracy
+
+
+def test_the_judge_cache_follows_the_environment_variable(monkeypatch, tmp_path):
+    from dcgan_keras import judge
+
+    monkeypatch.setenv(judge.CACHE_ENV, str(tmp_path / "cache"))
+    assert judge.default_cache_dir() == str(tmp_path / "cache")
+    monkeypatch.delenv(judge.CACHE_ENV)
+    assert judge.default_cache_dir().endswith(".cache/dcgan_keras")

@@ -21,7 +21,7 @@ def untrained(make_tiny_gan):
 @pytest.fixture(scope="module")
 def trained(make_tiny_gan):
     gan = make_tiny_gan(1)
-    gan.fit(dk.make_dataset("digits", image_size=32, batch_size=64, seed=0), epochs=2, verbose=0)
+    gan.fit(dk.make_dataset("digits", image_size=32, batch_size=64, seed=0), epochs=2, verbose=0, shuffle=False)
     return gan
 
 
@@ -32,8 +32,7 @@ def exported(trained, tmp_path_factory):
 
 
 def test_slerp_stays_on_the_gaussian_shell_while_lerp_cuts_through_it():
-    rng = np.random.default_rng(0)
-    z0, z1 = rng.standard_normal((2, 100)).astype("float32")
+    z0, z1 = dk.latent_vectors(2, 100, seed=0)
     for f in (latent.slerp, latent.lerp):
         assert np.array_equal(f(z0, z1, 0.0), z0) and np.array_equal(f(z0, z1, 1.0), z1)
         path = f(z0, z1, np.linspace(0, 1, 5))
@@ -62,7 +61,7 @@ def test_smoothness_is_one_for_even_steps_and_large_for_a_jump():
     assert latent.smoothness(ramp, closed=True)["steps"] == 10
 
 
-def test_walks_of_untrained_and_trained_generators_differ(untrained, trained):
+def test_walks_change_less_evenly_after_training(untrained, trained):
     images, path = latent.walk_loop(trained.sampler, num_points=4, steps=8, seed=3)
     assert images.shape == (32, 32, 32, 1) and path.shape == (32, 16)
     assert images.min() >= -1 and images.max() <= 1
@@ -73,8 +72,10 @@ def test_walks_of_untrained_and_trained_generators_differ(untrained, trained):
               for s in range(4)]
     after = [latent.smoothness(latent.walk_loop(trained.sampler, seed=s)[0], closed=True)["smoothness"]
              for s in range(4)]
-    assert all(s >= 1 for s in before + after)
-    assert abs(np.mean(before) - np.mean(after)) > 0.05
+    # An untrained generator's images barely change along the walk, and evenly; after two
+    # epochs they change more where a digit turns into another (measured, mean of the largest
+    # step over the mean step: untrained 1.49; trained 1.67, and 1.94 and 1.57 from other seeds).
+    assert np.mean(after) > np.mean(before) + 0.05
     strip = latent.interpolate(trained.sampler, points[0], points[1], steps=6)
     assert strip.shape == (6, 32, 32, 1)
     np.testing.assert_allclose(strip[-1], images[8], atol=1e-5)
@@ -122,7 +123,8 @@ def test_everything_works_with_a_savedmodel_export(trained, exported):
     ref, ref_path = latent.walk_loop(keras_gen, num_points=3, steps=4, seed=1)
     assert images.shape == (12, 32, 32, 1) and np.array_equal(path, ref_path)
     np.testing.assert_allclose(images, ref, atol=tol)
-    assert latent.smoothness(images, closed=True)["smoothness"] >= 1
+    assert latent.smoothness(images, closed=True)["smoothness"] == pytest.approx(
+        latent.smoothness(ref, closed=True)["smoothness"], rel=0.05)
     result = latent.arithmetic(saved, plus=z[:3], minus=z[3:6], base=z[6:9])
     np.testing.assert_allclose(result["images"],
                                latent.arithmetic(keras_gen, plus=z[:3], minus=z[3:6], base=z[6:9])["images"],

@@ -25,8 +25,8 @@ from dcgan_keras.experiments import ablation
 gen = ablation.load_keras_generator("saved_models/digits/1")   # or runs/digits/ckpt.keras
 fit = ablation.fit_box_filters(gen, "up2_relu", box=(4, 4, 16, 28), num_samples=150)
 ablated = ablation.ablate_filters(gen, "up2_relu", fit["filters"])
-z = np.random.default_rng(1).standard_normal((16, 100)).astype("float32")
-before, after = gen.predict(z, verbose=0), ablated.predict(z, verbose=0)
+z = latent_vectors(16, 100, seed=1)
+before, after = batched_forward(gen, z), batched_forward(ablated, z)
 print(ablation.ablation_change(before, after, box=(4, 4, 16, 28)))
 ablation.ablation_figure(before, after, box=(4, 4, 16, 28)).savefig("ablation.png")
 ```
@@ -38,9 +38,11 @@ import os
 
 import numpy as np
 
-from dcgan_keras import _backend  # noqa: F401
 import keras
 from keras import layers
+
+from dcgan_keras.experiments.guided import resolve_layer
+from dcgan_keras.sampling import batched_forward, latent_size, latent_vectors
 
 _WEIGHTED = (layers.Conv2D, layers.Conv2DTranspose, layers.Dense)
 _PASS_THROUGH = (layers.Dropout, layers.Activation, layers.ReLU, layers.LeakyReLU, layers.Identity)
@@ -105,7 +107,7 @@ def generator_from_saved_model(path) -> keras.Model:
                     f"Received: path={path!r}"
                 )
             weight.assign(value)
-    z = np.random.default_rng(0).standard_normal((4, config.latent_dim)).astype("float32")
+    z = latent_vectors(4, config.latent_dim, seed=0)
     diff = np.abs(np.asarray(generator(z, training=False)) - np.asarray(served(z))).max()
     if diff > 3.0 / 127.5:  # the export rounds to uint8
         raise ValueError(
@@ -178,13 +180,9 @@ def _resolve(generator: keras.Model, layer):
     names = feature_layers(generator)
     if not names:
         raise ValueError(f"Model {generator.name!r} has no rectified feature maps read by a convolution.")
-    if layer is None:
-        layer = -1
-    if isinstance(layer, (int, np.integer)):
-        if not -len(names) <= int(layer) < len(names):
-            raise ValueError(f"layer index out of range; the feature layers are {names}. Received: layer={layer}")
-        layer = names[int(layer)]
     all_names = [lay.name for lay in generator.layers]
+    if layer is None or isinstance(layer, (int, np.integer)) or layer in all_names:
+        layer = resolve_layer(generator, layer, [generator.get_layer(n) for n in names]).name
     if layer not in names:
         # A convolution or batch norm name means the same stage's activated maps.
         stage = [n for n in names if layer in all_names and n.startswith(f"{layer.split('_')[0]}_")]
@@ -254,9 +252,7 @@ def feature_maps(generator, z, layer=None, batch_size: int = 256) -> np.ndarray:
     generator = load_keras_generator(generator)
     name, _ = _resolve(generator, layer)
     sub = keras.Model(generator.inputs[0], generator.get_layer(name).output)
-    z = np.asarray(z, dtype="float32")
-    return np.concatenate([np.asarray(sub(z[i : i + batch_size], training=False), dtype="float32")
-                           for i in range(0, len(z), batch_size)])
+    return batched_forward(sub, z, batch_size)
 
 
 # -- the box and the logistic regression --------------------------------------------------------
@@ -334,14 +330,12 @@ def fit_box_filters(generator, layer=None, box=None, mask=None, num_samples: int
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from dcgan_keras.experiments.latent import latent_size
-
     generator = load_keras_generator(generator)
     name, _ = _resolve(generator, layer)
     if num_samples < 2:
         raise ValueError(f"num_samples must be at least 2. Received: num_samples={num_samples}")
     region = _region(box, mask, generator.output_shape[1:3])
-    z = np.random.default_rng(seed).standard_normal((num_samples, latent_size(generator))).astype("float32")
+    z = latent_vectors(num_samples, latent_size(generator), seed)
     maps = feature_maps(generator, z, name)  # (N, h, w, C)
     n, h, w, channels = maps.shape
     labels = _cell_labels(region, h) >= 0.5

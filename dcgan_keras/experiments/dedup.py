@@ -34,14 +34,15 @@ print(result["counts"], result["groups"][:3])
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
-from dcgan_keras import _backend  # noqa: F401
 import keras
 from keras import layers
+
+from dcgan_keras.files import atomic_write_json, atomic_write_text
+from dcgan_keras.sampling import batched_forward
 
 HASH_SIZE = 32  # side of the down-sampled centre crops, as in the paper
 
@@ -182,7 +183,7 @@ def hash_codes(encoder: keras.Model, images, threshold: float = 0.0, batch_size:
             f"The encoder takes {encoder.input_shape[-1]} values per image, the images have {flat.shape[1]}; "
             f"resize them as for training (load_images). Received: images of shape {images.shape}"
         )
-    codes = encoder.predict(flat, batch_size=batch_size, verbose=0)
+    codes = batched_forward(encoder, flat, batch_size)
     return codes > threshold
 
 
@@ -318,8 +319,6 @@ def write_report(result: dict, out_dir, names=None, extra: dict | None = None) -
     }
     report_path = os.path.join(out_dir, "dedup_report.json")
     keep_path = os.path.join(out_dir, "keep.txt")
-    with open(report_path, "w") as f:
-        json.dump(report, f, indent=1)
-    with open(keep_path, "w") as f:
-        f.writelines(f"{names[i]}\n" for i in result["keep"])
+    atomic_write_json(report_path, report, indent=1)
+    atomic_write_text(keep_path, "".join(f"{names[i]}\n" for i in result["keep"]))
     return {"report": report_path, "keep": keep_path}

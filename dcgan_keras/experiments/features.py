@@ -17,14 +17,12 @@ The protocol here compares four rows on the same label draws:
 Example:
 
 ```python
-import keras
-import dcgan_keras
 from dcgan_keras.data import load_digits
 from dcgan_keras.experiments import features
 
-gan = keras.models.load_model("runs/NAME/ckpt.keras")
+discriminator = features.load_discriminator("runs/NAME/ckpt.keras")
 images, labels = load_digits()
-table = features.features_protocol(gan.discriminator, images, labels,
+table = features.features_protocol(discriminator, images, labels,
                                    labels_per_class=100, draws=5)
 print(features.markdown_table(table))
 ```
@@ -37,9 +35,10 @@ import warnings
 
 import numpy as np
 
-from dcgan_keras import _backend  # noqa: F401
 import keras
 from keras import layers
+
+from dcgan_keras.sampling import batched_forward
 
 ROWS = ("pixels", "random_d", "trained_d", "supervised")
 ROW_NAMES = {
@@ -126,10 +125,7 @@ def feature_length(discriminator: keras.Model, grid: int = 4) -> int:
 
 def extract(extractor, images, batch_size: int = 256) -> np.ndarray:
     """Features of `images` (float32, already in the model's input range) as a float32 array."""
-    images = np.asarray(images, dtype="float32")
-    out = [np.asarray(extractor(images[i : i + batch_size], training=False), dtype="float32")
-           for i in range(0, len(images), batch_size)]
-    return np.concatenate(out).reshape(len(images), -1)
+    return batched_forward(extractor, images, batch_size).reshape(len(images), -1)
 
 
 # -- the linear L2-SVM -----------------------------------------------------------
@@ -335,8 +331,37 @@ def supervised_baseline(discriminator: keras.Model, x_train, y_train, x_test, y_
                                 verbose=0, return_dict=True)["accuracy"])
 
 
+def load_discriminator(path) -> keras.Model:
+    """The discriminator of a `.keras` DCGAN checkpoint (or a bare model saved as `.keras`).
+
+    Args:
+        path: a `.keras` file, e.g. `runs/NAME/ckpt.keras`.
+
+    Returns:
+        The discriminator, a `keras.Model`.
+
+    Raises:
+        ValueError: for a SavedModel export, which holds only the generator,
+            or for a path that is no `.keras` file.
+    """
+    import os
+
+    from dcgan_keras.export import load_checkpoint
+
+    path = os.fspath(path)
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
+        raise ValueError(
+            "This needs the discriminator, but a SavedModel export holds only the generator. "
+            f"Pass the training checkpoint instead, e.g. runs/NAME/ckpt.keras. Received: path={path!r}"
+        )
+    if not path.endswith(".keras"):
+        raise ValueError(f"Pass a .keras checkpoint of a DCGAN, e.g. runs/NAME/ckpt.keras. Received: path={path!r}")
+    model = load_checkpoint(path, compile=False)
+    return getattr(model, "discriminator", model)
+
+
 def random_discriminator(discriminator: keras.Model, seed: int = 0) -> keras.Model:
-    """The same architecture with freshly initialised weights (`clone_model`)."""
+    """The same architecture with freshly initialised weights (`clone_model`), the paper's baseline."""
     keras.utils.set_random_seed(seed)
     return keras.models.clone_model(discriminator)
 

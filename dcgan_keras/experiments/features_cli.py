@@ -11,8 +11,6 @@ the labels only. `--json PATH` also writes the full table.
 
 from __future__ import annotations
 
-import json
-import os
 
 import numpy as np
 
@@ -35,14 +33,6 @@ def register(subparsers):
     p.add_argument("--data-dir", default=None, help="TFDS data folder")
     p.add_argument("--json", default=None, help="also write the full table as JSON to this path")
     p.set_defaults(func=_run_features)
-
-
-def load_discriminator(path):
-    """The discriminator of a `.keras` DCGAN checkpoint (or a bare model saved as `.keras`)."""
-    from dcgan_keras.export import load_checkpoint
-
-    model = load_checkpoint(path, compile=False)
-    return getattr(model, "discriminator", model)
 
 
 def load_labelled(dataset: str, max_examples=None, data_dir=None):
@@ -92,8 +82,9 @@ def _run_features(args) -> int:
     import sys
 
     from dcgan_keras.experiments import features
+    from dcgan_keras.files import atomic_write_json
 
-    discriminator = load_discriminator(args.checkpoint)
+    discriminator = features.load_discriminator(args.checkpoint)
     images, labels = load_labelled(args.dataset, args.max_examples, args.data_dir)
     table = features.features_protocol(
         discriminator, images, labels, labels_per_class=args.labels_per_class, draws=args.draws,
@@ -104,9 +95,7 @@ def _run_features(args) -> int:
     table["checkpoint"] = args.checkpoint
     table["dataset"] = args.dataset
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(table, f, indent=1)
+        atomic_write_json(args.json, table, indent=1)
     print(f"Dataset {args.dataset}, checkpoint {args.checkpoint}")
     print(features.markdown_table(table))
     return 0

@@ -26,14 +26,13 @@ in inference mode) and only the rectifier layers' calls are replaced by a
 Example:
 
 ```python
-import keras
-from dcgan_keras.experiments import dedup, guided
+from dcgan_keras.experiments import dedup, features, guided
 
-d = keras.models.load_model("runs/digits/ckpt.keras").discriminator
+d = features.load_discriminator("runs/digits/ckpt.keras")
 images, _ = dedup.load_images("digits", image_size=32, max_images=2000)  # (N, 32, 32, 1) in [-1, 1]
 top = guided.top_activating(d, images, layer="down3_lrelu", k=6)
 maps = guided.guided_backprop(d, images[top["indices"][0]], "down3_lrelu", channel=0)
-fig = guided.guided_figure(d, guided.random_like(d), images, channels=range(6))
+fig = guided.guided_figure(d, features.random_discriminator(d), images, channels=range(6))
 fig.savefig("guided.png")
 ```
 """
@@ -42,10 +41,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from dcgan_keras import _backend  # noqa: F401
 import keras
 import tensorflow as tf
 from keras import layers
+
+from dcgan_keras.sampling import batched_forward
 
 REDUCTIONS = ("max", "sum")
 
@@ -89,15 +89,17 @@ def _is_rectifier(layer) -> bool:
 # -- running a discriminator layer by layer ------------------------------------------
 
 
-def resolve_layer(model: keras.Model, layer):
+def resolve_layer(model: keras.Model, layer, candidates=None):
     """The layer of `model` named by `layer`.
 
     Args:
         model: a functional model.
-        layer: a layer name (e.g. "down3_lrelu"), an integer index into the
-            model's convolution outputs (`features.conv_activations`: 0 is
-            the first, -1 the last), or `None` for the last convolution's
-            activated output (the paper's choice).
+        layer: a layer name (e.g. "down3_lrelu"), an integer index into
+            `candidates` (0 is the first, -1 the last), or `None` for the last
+            candidate.
+        candidates: the layers an index counts; by default the model's
+            convolution outputs (`features.conv_activations`), whose last is
+            the paper's choice.
 
     Returns:
         The `keras.layers.Layer`.
@@ -107,11 +109,11 @@ def resolve_layer(model: keras.Model, layer):
     if layer is None:
         layer = -1
     if isinstance(layer, (int, np.integer)):
-        candidates = conv_activations(model)
+        candidates = conv_activations(model) if candidates is None else candidates
         if not -len(candidates) <= int(layer) < len(candidates):
             raise ValueError(
                 f"layer index {layer} is out of range: {model.name!r} has {len(candidates)} "
-                f"convolution outputs ({', '.join(c.name for c in candidates)}). Received: layer={layer}"
+                f"candidate layers ({', '.join(c.name for c in candidates)}). Received: layer={layer}"
             )
         return candidates[int(layer)]
     if isinstance(layer, layers.Layer):
@@ -224,10 +226,7 @@ def layer_activations(model: keras.Model, images, layer=None, batch_size: int = 
     """The output of `layer` for `images` (inference mode), as a float32 array."""
     target = resolve_layer(model, layer)
     sub = keras.Model(model.inputs[0], target.output)  # shares the layers, changes nothing
-    images = np.asarray(images, dtype="float32")
-    out = [np.asarray(sub(images[i : i + batch_size], training=False), dtype="float32")
-           for i in range(0, len(images), batch_size)]
-    return np.concatenate(out)
+    return batched_forward(sub, images, batch_size)
 
 
 def top_activating(discriminator: keras.Model, images, layer=None, k: int = 9,
@@ -258,12 +257,6 @@ def top_activating(discriminator: keras.Model, images, layer=None, k: int = 9,
     order = np.argsort(-peak[:, channels], axis=0, kind="stable")[:k].T  # (channels, k)
     values = np.take_along_axis(peak[:, channels].T, order, axis=1)
     return {"layer": target.name, "channels": channels, "indices": order, "values": values}
-
-
-def random_like(model: keras.Model, seed: int = 0) -> keras.Model:
-    """The same architecture with freshly drawn initial weights (the paper's random-init baseline)."""
-    keras.utils.set_random_seed(seed)
-    return keras.models.clone_model(model)
 
 
 # -- figures ----------------------------------------------------------------------------
@@ -314,14 +307,16 @@ def guided_figure(trained: keras.Model, random: keras.Model | None, images, laye
     activated output), the k images that excite it most, each shown as its
     guided-backprop map (grey = zero gradient, white = pixels whose brightening
     raises the feature). Left: the trained D; right: the same architecture with
-    random weights (`random_like(trained)` when `random` is `None`).
+    random weights (`features.random_discriminator(trained)` when `random` is `None`).
 
     Returns:
         A `matplotlib.figure.Figure` (save it with `fig.savefig(path)`).
     """
     from matplotlib.figure import Figure
 
-    random = random_like(trained) if random is None else random
+    from dcgan_keras.experiments.features import random_discriminator
+
+    random = random_discriminator(trained) if random is None else random
     panels = [("trained D", trained), ("random-init D", random)]
     fig = Figure(figsize=(2 * (0.6 * k * (2 if with_inputs else 1) + 0.6), 0.6 * len(list(channels)) + 0.9),
                  dpi=dpi, layout="constrained")

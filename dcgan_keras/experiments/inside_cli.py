@@ -74,34 +74,18 @@ def _ints(text, name):
         raise ValueError(f"--{name} must be comma-separated integers. Received: {text!r}") from None
 
 
-def load_discriminator(path):
-    """The discriminator of a `.keras` DCGAN checkpoint, with a clear error for a SavedModel."""
-    path = os.fspath(path)
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
-        raise ValueError(
-            "guided backpropagation needs the discriminator, but a SavedModel export holds only "
-            "the generator. Pass the training checkpoint instead, e.g. runs/NAME/ckpt.keras. "
-            f"Received: {path!r}"
-        )
-    if not path.endswith(".keras") or not os.path.isfile(path):
-        raise ValueError(f"Pass an existing .keras checkpoint of a DCGAN, e.g. runs/NAME/ckpt.keras. Received: {path!r}")
-    from dcgan_keras.experiments.features_cli import load_discriminator as load
-
-    return load(path)
-
-
 def _run_guided(args) -> int:
-    from dcgan_keras.experiments import guided
+    from dcgan_keras.experiments import features, guided
     from dcgan_keras.experiments.dedup import load_images
 
-    d = load_discriminator(args.checkpoint)
+    d = features.load_discriminator(args.checkpoint)
     size, channels = int(d.input_shape[1]), int(d.input_shape[-1])
     images, names = load_images(args.dataset, size, channels, max_images=args.max_images)
     layer = args.layer
     if layer is not None and layer.lstrip("-").isdigit():
         layer = int(layer)
     channel_list = _ints(args.channels, "channels")
-    random_d = guided.random_like(d, seed=args.seed)
+    random_d = features.random_discriminator(d, seed=args.seed)
     fig = guided.guided_figure(d, random_d, images, layer, channel_list, args.k, args.with_inputs)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "guided.png")
@@ -117,17 +101,18 @@ def _run_guided(args) -> int:
 
 def _run_ablate(args) -> int:
     from dcgan_keras.experiments import ablation
-    from dcgan_keras.experiments.latent import latent_size
 
     if args.filters is None and args.box is None:
         raise ValueError(
             "Pass --filters (feature maps to zero) or --box (to pick them by logistic regression; "
             f"with --filters, the box is only measured). Received: --filters=None, --box=None"
         )
-    return _ablate(args, ablation, latent_size)
+    return _ablate(args, ablation)
 
 
-def _ablate(args, ablation, latent_size) -> int:
+def _ablate(args, ablation) -> int:
+    from dcgan_keras.sampling import latent_size, latent_vectors
+
     generator = ablation.load_keras_generator(args.model)
     layer = args.layer
     if layer is not None and layer.lstrip("-").isdigit():
@@ -141,7 +126,7 @@ def _ablate(args, ablation, latent_size) -> int:
                                        seed=args.seed + 1, max_filters=args.max_filters)
         filters = fit["filters"]
     ablated = ablation.ablate_filters(generator, layer, filters)
-    z = np.random.default_rng(args.seed).standard_normal((args.num_images, latent_size(generator))).astype("float32")
+    z = latent_vectors(args.num_images, latent_size(generator), args.seed)
     before = np.asarray(generator(z, training=False))
     after = np.asarray(ablated(z, training=False))
     os.makedirs(args.out, exist_ok=True)

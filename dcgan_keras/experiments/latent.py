@@ -15,7 +15,7 @@ from dcgan_keras.experiments import latent
 gen = load_generator("runs/digits/ckpt.keras")
 images, path = latent.walk_loop(gen, num_points=4, steps=8, seed=0)
 print(latent.smoothness(images, closed=True))
-z = np.random.default_rng(0).standard_normal((64, 100)).astype("float32")
+z = latent.latent_vectors(64, 100, seed=0)
 result = latent.arithmetic(gen, plus=z[[1, 5, 9]], minus=z[[2, 3, 4]], base=z[[7, 8, 11]])
 ```
 """
@@ -26,27 +26,19 @@ import os
 
 import numpy as np
 
+from dcgan_keras.files import atomic_path
+from dcgan_keras.sampling import batched_forward, latent_size, latent_vectors
+
 METHODS = ("slerp", "lerp")
 
 
 # -- generators --------------------------------------------------------------
 
 
-def latent_size(generator) -> int:
-    """The size of z a generator takes (`latent_dim`, or its input shape's last axis)."""
-    if getattr(generator, "latent_dim", None):
-        return int(generator.latent_dim)
-    return int(generator.input_shape[-1])
-
-
 def render(generator, z, batch_size: int = 256) -> np.ndarray:
     """Images in [-1, 1] of `generator` for z `(N, latent_dim)`, batch norm in inference mode."""
     z = np.asarray(z, dtype="float32")
-    if z.ndim == 1:
-        z = z[None]
-    out = [np.asarray(generator(z[i : i + batch_size], training=False), dtype="float32")
-           for i in range(0, len(z), batch_size)]
-    return np.concatenate(out)
+    return batched_forward(generator, z[None] if z.ndim == 1 else z, batch_size)
 
 
 # -- interpolation -----------------------------------------------------------
@@ -109,7 +101,7 @@ def walk_loop(generator, num_points: int = 4, steps: int = 8, seed: int = 0,
 
     Each of the `num_points` segments contributes `steps` frames (its start
     included, its end left to the next segment), so the frames loop seamlessly.
-    The points are `DCGAN.noise(num_points, seed)`.
+    The points are `latent_vectors(num_points, latent_dim, seed)`.
 
     Returns:
         `(images, z_path)`: `(num_points * steps, H, W, C)` in [-1, 1] and
@@ -120,7 +112,7 @@ def walk_loop(generator, num_points: int = 4, steps: int = 8, seed: int = 0,
             f"A walk needs num_points >= 2 and steps >= 1. Received: num_points={num_points}, steps={steps}"
         )
     latent_dim = latent_dim or latent_size(generator)
-    points = np.random.default_rng(seed).standard_normal((num_points, latent_dim)).astype("float32")
+    points = latent_vectors(num_points, latent_dim, seed)
     interp = _interp(method)
     t = np.arange(steps) / steps
     path = np.concatenate([interp(points[i], points[(i + 1) % num_points], t) for i in range(num_points)])
@@ -291,10 +283,7 @@ def save_gif(images, path, duration_ms: int = 100) -> str:
     if pixels.ndim == 4 and pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
     frames = [Image.fromarray(p) for p in pixels]
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
-                   duration=int(duration_ms), loop=0, optimize=False)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                       duration=int(duration_ms), loop=0, optimize=False)
+    return os.fspath(path)

@@ -124,7 +124,7 @@ def _run_arithmetic(args) -> int:
 
     generator = _load(args.model)
     d = latent.latent_size(generator)
-    z = np.random.default_rng(args.seed).standard_normal((args.grid_size, d)).astype("float32")
+    z = latent.latent_vectors(args.grid_size, d, args.seed)
     plus = _indices(args.plus, "plus", args.grid_size)
     minus = _indices(args.minus, "minus", args.grid_size)
     base = _indices(args.base, "base", args.grid_size)

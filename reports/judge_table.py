@@ -1,8 +1,8 @@
 """Judge scores table: real digits, an untrained generator and each given checkpoint.
 
-Usage: python benchmarks/judge_table.py [CHECKPOINT_OR_SAVEDMODEL ...] [--num 1000] [--seed 0] [--json]
+Usage: python reports/judge_table.py [CHECKPOINT_OR_SAVEDMODEL ...] [--num 1000] [--seed 0] [--json]
 
-Each row is `dcgan_keras.metrics.evaluate_digits` of `--num` images: the
+Each row is `dcgan_keras.judge.evaluate_digits` of `--num` images: the
 judge's classifier score, confident fraction and coverage, the digit
 Fréchet distance on the judge's features, k-NN precision/recall and the
 memorisation ratio. The "real digits" row scores `--num` random bundled
@@ -16,7 +16,7 @@ import json
 import numpy as np
 
 import dcgan_keras as dk
-from dcgan_keras.metrics import evaluate_digits, judge_context, real_digits
+from dcgan_keras.judge import evaluate_digits, judge_context, real_digits
 
 COLUMNS = ("classifier_score", "confident_fraction", "coverage", "digit_fd", "precision", "recall", "memorisation_ratio")
 
@@ -35,7 +35,7 @@ def main(argv=None):
     rows = {}
     chosen = np.random.default_rng(args.seed + 1).choice(len(real), min(args.num, len(real)), replace=False)
     rows["real digits"] = evaluate_digits(real[chosen], seed=args.seed, context=context)
-    untrained = dk.DCGAN.from_config(dk.Config(image_size=args.image_size, channels=1, seed=args.seed))
+    untrained = dk.DCGAN.from_paper_config(dk.Config(image_size=args.image_size, channels=1, seed=args.seed))
     rows["untrained generator"] = evaluate_digits(untrained, num=args.num, seed=args.seed, context=context)
     for path in args.models:
         generator = dk.load_generator(path)

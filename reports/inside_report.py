@@ -1,6 +1,6 @@
 """Inside the networks on a trained digits DCGAN: guided backprop, filter ablation, de-duplication.
 
-Usage: python benchmarks/inside_report.py [RUN_DIR/ckpt.keras] [OUT_DIR]
+Usage: python reports/inside_report.py [RUN_DIR/ckpt.keras] [OUT_DIR]
 
 Writes OUT_DIR/inside_guided.png (default OUT_DIR: docs/images) and
 OUT_DIR/inside_ablation.png, and prints JSON with
@@ -21,14 +21,14 @@ import time
 
 import numpy as np
 
-import dcgan_keras as dk  # noqa: F401  (selects the backend)
-import keras
-from dcgan_keras.experiments import ablation, dedup, guided
+import dcgan_keras as dk
+from dcgan_keras.experiments import ablation, dedup, features, guided
+from dcgan_keras.export import load_checkpoint
 
 path = sys.argv[1] if len(sys.argv) > 1 else "runs/digits/ckpt.keras"
 out_dir = sys.argv[2] if len(sys.argv) > 2 else os.path.join("docs", "images")
 os.makedirs(out_dir, exist_ok=True)
-model = keras.models.load_model(path)
+model = load_checkpoint(path)
 discriminator, generator = model.discriminator, model.sampler
 report = {"checkpoint": path}
 
@@ -37,7 +37,7 @@ start = time.time()
 images, _ = dedup.load_images("digits", image_size=discriminator.input_shape[1],
                               channels=discriminator.input_shape[-1])
 images = images[np.random.default_rng(0).permutation(len(images))[:2000]]
-random_d = guided.random_like(discriminator, seed=0)
+random_d = features.random_discriminator(discriminator, seed=0)
 fig = guided.guided_figure(discriminator, random_d, images, channels=range(6), k=6, with_inputs=True, dpi=110)
 fig.savefig(os.path.join(out_dir, "inside_guided.png"))
 top = {name: guided.top_activating(d, images, None, k=6, channels=range(6))
@@ -63,7 +63,7 @@ start = time.time()
 box = (4, 4, 16, 28)
 fit = ablation.fit_box_filters(generator, None, box=box, num_samples=150, seed=1)
 ablated = ablation.ablate_filters(generator, fit["layer"], fit["filters"])
-z = np.random.default_rng(0).standard_normal((256, generator.input_shape[-1])).astype("float32")
+z = dk.latent_vectors(256, generator.input_shape[-1], seed=0)
 before = np.asarray(generator(z, training=False))
 after = np.asarray(ablated(z, training=False))
 change = ablation.ablation_change(before, after, box=box)

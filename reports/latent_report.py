@@ -1,6 +1,6 @@
 """Latent space report of a trained digits generator: walk smoothness and "thick minus thin" arithmetic.
 
-Usage: python benchmarks/latent_report.py RUN_DIR/ckpt.keras [SEED]
+Usage: python reports/latent_report.py RUN_DIR/ckpt.keras [SEED]
 
 Prints JSON with
 - the smoothness (largest step over mean step, 1.0 = even) of 4 closed slerp
@@ -18,14 +18,15 @@ import sys
 
 import numpy as np
 
-import dcgan_keras as dk  # noqa: F401  (selects the backend)
+import dcgan_keras as dk
 import keras
+from dcgan_keras.export import load_checkpoint
 from dcgan_keras.experiments import latent
 from dcgan_keras.judge import load_digit_classifier
 
 path = sys.argv[1]
 seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-model = keras.models.load_model(path)
+model = load_checkpoint(path)
 trained = getattr(model, "sampler", model)
 keras.utils.set_random_seed(seed)
 untrained = keras.models.clone_model(trained)  # same architecture, fresh initial weights
@@ -46,14 +47,14 @@ def walks(generator):
 
 
 def predict(images):
-    return classifier.predict(images, batch_size=256, verbose=0).argmax(axis=1)
+    return dk.batched_forward(classifier, images).argmax(axis=1)
 
 
 report = {"judge_test_accuracy": round(accuracy, 4),
           "walks_untrained": walks(untrained), "walks_trained": walks(trained)}
 
 d = latent.latent_size(trained)
-z = np.random.default_rng(seed).standard_normal((64, d)).astype("float32")
+z = dk.latent_vectors(64, d, seed)
 images = latent.render(trained, z)
 ink, classes = latent.ink_mass(images), predict(images)
 counts = np.bincount(classes, minlength=10)
