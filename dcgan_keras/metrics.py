@@ -220,6 +220,18 @@ def fid(real, fake, feature_fn: FeatureFn, batch_size: int = 256, num: int | Non
     return frechet_distance(a.mean, a.cov, b.mean, b.cov)
 
 
+def discriminator_features(discriminator: keras.Model, batch_size: int = 256) -> FeatureFn:
+    """Features of a DCGAN discriminator: its last convolutional block, averaged over positions.
+
+    The feature network of last resort (no judge, no Inception weights): it
+    follows the discriminator's weights as they train, so distances measured
+    with it compare epochs of one run only.
+    """
+    last = [layer for layer in discriminator.layers if isinstance(layer, keras.layers.LeakyReLU)][-1]
+    pooled = keras.layers.GlobalAveragePooling2D(dtype="float32")(last.output)
+    return feature_model(keras.Model(discriminator.inputs, pooled), batch_size=batch_size)
+
+
 def frechet_metric(real, feature_fn: FeatureFn, batch_size: int = 256) -> Callable[[np.ndarray], float]:
     """A function images -> Fréchet distance to `real`, whose statistics are computed once (for callbacks)."""
     reference = compute_stats(real, feature_fn, batch_size)

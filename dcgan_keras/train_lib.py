@@ -12,13 +12,18 @@ import warnings
 
 import keras
 
-from dcgan_keras.callbacks import LossPlot, SampleGrid, read_history_csv
+import numpy as np
+
+from dcgan_keras.callbacks import EvaluationCallback, LossPlot, SampleGrid, read_history_csv
 from dcgan_keras.config import Config
 from dcgan_keras.data import input_shard, make_dataset
-from dcgan_keras.export import export_generator
+from dcgan_keras.export import export_generator, load_checkpoint
 from dcgan_keras.files import atomic_write_json
 from dcgan_keras.distribute import get_strategy, is_chief, worker_task
 from dcgan_keras.gan import DCGAN
+from dcgan_keras.judge import judge_context, real_digits
+from dcgan_keras.keep_best import KeepBest
+from dcgan_keras.metrics import discriminator_features, fid, frechet_metric, inception_features
 from dcgan_keras.guards import (
     AtomicCheckpoint, DivergenceGuard, GracefulInterrupt, RunBackup, TrainingInterrupted,
     read_backup, restore_backup,
@@ -110,6 +115,8 @@ def train(
     callbacks: list | None = None,
     strategy=None,
     cache="auto",
+    keep_best: str | None = None,
+    evaluate_every: int = 2,
 ) -> dict:
     """Trains a DCGAN and leaves its results in `run_dir`.
 
@@ -152,6 +159,16 @@ def train(
             its own share of the data (`data.input_shard`).
         cache: `make_dataset`'s cache: "auto" (in memory when it fits 512 MiB),
             "memory", "off" or a cache file path.
+        keep_best: export the generator of the best epoch by this score
+            instead of the last: "digit_fd" (Fréchet distance on the digit
+            judge's features; for digits), "fid" (on Inception V3's features;
+            needs its weights), or "d_fd" (on the trained discriminator's
+            pooled last-layer features, for any data when nothing else is
+            available; D changes as it trains, so compare its values within
+            a run only). Scored every `evaluate_every` epochs and after the
+            last; the best epoch is kept in `run_dir/best.keras` and
+            `history.csv` gets the score and a `best_epoch` column.
+        evaluate_every: epochs between two scores of `keep_best`.
 
     Returns:
         A summary dict: history, wall time, images per second, paths.
@@ -164,6 +181,11 @@ def train(
     """
     if epochs < 1:
         raise ValueError(f"epochs must be a positive integer. Received: epochs={epochs}")
+    if keep_best is not None and keep_best not in KEEP_BEST_METRICS:
+        raise ValueError(
+            f"keep_best must be one of {', '.join(KEEP_BEST_METRICS)} (or None to export the last "
+            f"epoch). Received: keep_best={keep_best!r}"
+        )
     strategy = get_strategy(strategy)  # first: multi-worker must start before other TF work
     run_dir, export_dir = _worker_dirs(os.fspath(run_dir), export_dir, strategy)
     record = _run_record(config, dataset)
@@ -183,10 +205,15 @@ def train(
     _prepare_run_dir(run_dir, replaced, {**record, "epochs": epochs})
     initial_epoch = restore_backup(gan, os.path.join(run_dir, "backup")) if resume else 0
     interrupt = GracefulInterrupt()
+    best = _keep_best_callbacks(keep_best, evaluate_every, gan, ds, config, run_dir) if keep_best else []
     all_callbacks = _run_callbacks(
-        config, run_dir, interrupt, callbacks, initial_epoch if resume else None, sample_every, tensorboard
+        config, run_dir, interrupt, [*(callbacks or []), *best], initial_epoch if resume else None,
+        sample_every, tensorboard,
     )
     history, seconds, steps = _fit(gan, ds, epochs, initial_epoch, all_callbacks, verbose, interrupt, run_dir)
+    exported = gan
+    if best and best[-1].best_epoch:
+        exported = load_checkpoint(best[-1].path)
     return {
         "history": history.history,
         "seconds": seconds,
@@ -194,9 +221,28 @@ def train(
         "images_per_second": steps * config.batch_size / seconds,
         "run_dir": run_dir,
         "checkpoint": os.path.join(run_dir, "ckpt.keras"),
-        "export": export_generator(gan, export_dir) if export_dir else None,
+        "export": export_generator(exported, export_dir) if export_dir else None,
+        "best_epoch": best[-1].best_epoch if best else None,
         "model": gan,
     }
+
+
+KEEP_BEST_METRICS = ("digit_fd", "fid", "d_fd")
+
+
+def _keep_best_callbacks(metric: str, every: int, gan, ds, config: Config, run_dir: str) -> list:
+    """An `EvaluationCallback` that logs `metric` and the `KeepBest` that keeps its best epoch."""
+    if metric == "digit_fd":
+        _, _, feature_fn = judge_context(config.image_size)
+        real = real_digits(config.image_size)
+    else:
+        real = np.concatenate([batch.numpy() for batch in ds.take(max(1, 2048 // config.batch_size))])
+        feature_fn = inception_features() if metric == "fid" else discriminator_features(gan.discriminator)
+    score = frechet_metric(real, feature_fn) if metric != "d_fd" else (lambda images: fid(real, images, feature_fn))
+    return [
+        EvaluationCallback(score, name=metric, every=every, seed=config.seed),
+        KeepBest(os.path.join(run_dir, "best.keras"), monitor=metric, mode="min"),
+    ]
 
 
 def _worker_dirs(run_dir: str, export_dir: str | None, strategy) -> tuple[str, str | None]:

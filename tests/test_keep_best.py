@@ -26,7 +26,7 @@ def test_keep_best_saves_the_best_scoring_epoch_and_logs_which_it_was(tiny_confi
     gan.compile()
     data = np.random.default_rng(0).uniform(-1, 1, (64, 32, 32, 1)).astype("float32")
     scripted = _Scripted([5.0, 3.0, math.nan, 4.0])
-    history = gan.fit(tf.data.Dataset.from_tensor_slices(data).batch(32), epochs=4, verbose=0,
+    history = gan.fit(tf.data.Dataset.from_tensor_slices(data).batch(32), epochs=4, verbose=0, shuffle=False,
                       callbacks=[scripted, KeepBest(tmp_path / "best.keras", monitor="score")])
     assert history.history["best_epoch"] == [1, 2, 2, 2]  # NaN is skipped; 4.0 does not beat 3.0
     best = keras.models.load_model(tmp_path / "best.keras")
@@ -50,3 +50,29 @@ def test_keep_best_says_which_callback_is_missing_and_refuses_an_unknown_mode(tm
         callback.on_epoch_end(0, {"d_loss": 1.0})
     with pytest.raises(ValueError, match="Received: mode='lowest'"):
         KeepBest(tmp_path / "b.keras", monitor="x", mode="lowest")
+
+
+def test_train_with_keep_best_exports_the_best_epoch_by_the_metric_not_the_last(tiny_config, tmp_path, monkeypatch):
+    from dcgan_keras import train_lib
+
+    scores = iter([3.0, 1.0, 2.0])  # epoch 2 is the best; epoch 3 the last
+    monkeypatch.setattr(train_lib, "fid", lambda real, images, feature_fn: next(scores))
+    digits, _ = dk.load_digits()
+    config = tiny_config.replace(learning_rate=0.01)  # big steps: epochs 2 and 3 draw visibly different images
+    summary = dk.train(config, tmp_path / "run", dataset=digits[:128], epochs=3, verbose=0,
+                       export_dir=tmp_path / "export", keep_best="d_fd", evaluate_every=1)
+    assert summary["best_epoch"] == 2
+    assert summary["history"]["d_fd"] == [3.0, 1.0, 2.0] and summary["history"]["best_epoch"] == [1, 2, 2]
+    z = dk.latent_vectors(8, tiny_config.latent_dim, seed=0)
+    exported = dk.load_generator(summary["export"])
+    best = dk.load_generator(tmp_path / "run" / "best.keras")
+    last = dk.load_generator(tmp_path / "run" / "ckpt.keras")
+    as_pixels = lambda g: np.round((np.asarray(g(z)) + 1) * 127.5)  # noqa: E731  (the export serves uint8)
+    np.testing.assert_allclose(as_pixels(exported), as_pixels(best), atol=1)
+    assert np.abs(as_pixels(exported) - as_pixels(last)).mean() > 2
+
+
+def test_train_refuses_an_unknown_keep_best_metric_before_writing(tiny_config, tmp_path):
+    with pytest.raises(ValueError, match="digit_fd, fid, d_fd.*Received: keep_best='accuracy'"):
+        dk.train(tiny_config, tmp_path / "run", keep_best="accuracy")
+    assert not (tmp_path / "run").exists()
