@@ -207,6 +207,10 @@ def export_generator(model, base_dir, version: int | None = None, keep_precision
         input_signature=[tf.TensorSpec([], tf.int64, name="seed"), tf.TensorSpec([], tf.int32, name="num_images")],
     )
     archive.add_endpoint("png", png, input_signature=[z_spec])
+    # The same tf.Variables, in the generator's layer order and with its weight
+    # names, for programs that rebuild the Keras generator from an export
+    # (`experiments.ablation.generator_from_saved_model`).
+    archive.add_variable_collection("generator_variables", [weight.value for weight in generator.weights])
     os.makedirs(base_dir, exist_ok=True)
     tmp = target + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -52,16 +52,11 @@ _PASS_THROUGH = (layers.Dropout, layers.Activation, layers.ReLU, layers.LeakyReL
 
 
 def _saved_model_variables(path: str) -> dict:
-    """`{operation index: {attribute: array}}` of an export's `generator` variables."""
+    """`{weight path: array}` of an export's generator, e.g. `{"up1/kernel": ...}`."""
     import tensorflow as tf
 
-    reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
-    found: dict = {}
-    for key in reader.get_variable_to_shape_map():
-        parts = key.split("/")
-        if len(parts) >= 4 and parts[0] == "generator" and parts[1] == "_operations" and parts[2].isdigit():
-            found.setdefault(int(parts[2]), {})[parts[3].lstrip("_")] = reader.get_tensor(key)
-    return found
+    loaded = tf.saved_model.load(path)
+    return {v.name.split(":")[0]: v.numpy() for v in getattr(loaded, "generator_variables", [])}
 
 
 def generator_from_saved_model(path) -> keras.Model:
@@ -84,7 +79,7 @@ def generator_from_saved_model(path) -> keras.Model:
     path = os.fspath(path)
     served = SavedModelGenerator(path)  # checks the folder
     variables = _saved_model_variables(path)
-    kernels = [variables[i]["kernel"] for i in sorted(variables) if "kernel" in variables[i]]
+    kernels = [value for name, value in variables.items() if name.endswith("/kernel")]
     convs = [k for k in kernels if k.ndim == 4]
     if not kernels or kernels[0].ndim != 2 or not convs:
         raise ValueError(
@@ -97,9 +92,9 @@ def generator_from_saved_model(path) -> keras.Model:
         latent_dim=int(kernels[0].shape[0]), base_width=int(convs[-1].shape[-1]),
     )
     generator = build_generator(config)
-    for index, lay in enumerate(generator.layers):
+    for lay in generator.layers:
         for weight in lay.weights:
-            value = variables.get(index, {}).get(weight.name)
+            value = variables.get(weight.path)
             if value is None or tuple(value.shape) != tuple(weight.shape):
                 raise ValueError(
                     f"The SavedModel at {path!r} does not match a generator of {config} at layer "
