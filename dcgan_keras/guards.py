@@ -31,13 +31,16 @@ import numpy as np
 import keras
 
 from dcgan_keras.files import atomic_path, atomic_write_json
+from dcgan_keras.sampling import batched_forward, latent_size, latent_vectors
 
 logger = logging.getLogger("dcgan_keras")
 
 COLLAPSE_REMEDIES = (
-    "Usual remedies: one-sided label smoothing (--label-smoothing 0.1); a lower learning rate "
-    "for D or a narrower D (--base-width); check that real images are in [-1, 1] like G's "
-    "tanh output; or go back to an earlier checkpoint and train with another seed."
+    "What to try: augment what D sees (--augment translation,cutout, or adaptively with "
+    "--augment-target 0.6), which stops D from memorising a small data set; give D less power "
+    "(one-sided --label-smoothing 0.1, a smaller --base-width); keep the best epoch rather than the "
+    "last (--keep-best digit_fd for digits, d_fd otherwise); check that real images are in [-1, 1] "
+    "like G's tanh output; or resume from an earlier epoch with another --seed."
 )
 
 
@@ -220,8 +223,9 @@ class DivergenceGuard(keras.callbacks.Callback):
             if self._low_steps == self.collapse_patience and self.collapse_step is None:
                 self.collapse_step = self._step
                 logger.warning(
-                    "Discriminator collapse at step %d: D's loss has stayed below %.3g for %d steps, "
-                    "so it rejects every fake and G learns little. %s",
+                    "The discriminator is winning (step %d): its loss has stayed below %.3g for %d steps, "
+                    "so it tells every fake from the real images and the generator gets almost no "
+                    "gradient to learn from. %s",
                     self._step, self.collapse_threshold, self.collapse_patience, COLLAPSE_REMEDIES,
                 )
 
@@ -291,3 +295,49 @@ class GracefulInterrupt(keras.callbacks.Callback):
                 f"Training stopped by {self.requested} in epoch {self._epoch + 1} after batch {batch + 1}; "
                 f"the last finished epoch ({self._epoch}) is saved."
             )
+
+
+class ModeCollapseGuard(keras.callbacks.Callback):
+    """Warns, in plain words, when the generator's samples stop differing from each other.
+
+    Mode collapse: G finds a few images that fool D and maps every z to them.
+    At every epoch end the guard draws `num_images` samples from fixed noise
+    and measures their diversity, the mean distance between two samples
+    (pixels in [-1, 1]). It warns once (the `dcgan_keras` logger) when the
+    diversity falls below `threshold` times the highest diversity this run
+    has shown, e.g. from 0.8 to under 0.2.
+
+    Args:
+        num_images: samples per check.
+        threshold: share of the run's best diversity below which it warns.
+        seed: seed of the fixed noise.
+    """
+
+    def __init__(self, num_images: int = 64, threshold: float = 0.25, seed: int = 0):
+        super().__init__()
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1). Received: threshold={threshold}")
+        self.num_images, self.threshold, self.seed = num_images, threshold, seed
+        self.best = 0.0
+        self.collapse_epoch: int | None = None
+
+    def diversity(self) -> float:
+        """Mean pairwise distance of the sampler's images from the fixed noise."""
+        sampler = getattr(self.model, "sampler", self.model)
+        z = latent_vectors(self.num_images, latent_size(sampler), seed=self.seed)
+        images = batched_forward(sampler, z).reshape(self.num_images, -1).astype("float64")
+        squared = (images**2).sum(axis=1)
+        distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2.0 * images @ images.T, 0.0))
+        return float(distances.sum() / (self.num_images * (self.num_images - 1)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = self.diversity()
+        if self.collapse_epoch is None and value < self.threshold * self.best:
+            self.collapse_epoch = epoch + 1
+            logger.warning(
+                "The samples are collapsing (epoch %d): images drawn from different noise have become "
+                "nearly alike (their mean distance is %.0f%% of what it was at its highest in this run), "
+                "so the generator covers only a few kinds of images. %s",
+                epoch + 1, 100.0 * value / self.best, COLLAPSE_REMEDIES,
+            )
+        self.best = max(self.best, value)

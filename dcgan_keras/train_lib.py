@@ -25,7 +25,7 @@ from dcgan_keras.judge import judge_context, real_digits
 from dcgan_keras.keep_best import KeepBest
 from dcgan_keras.metrics import discriminator_features, fid, frechet_metric, inception_features
 from dcgan_keras.guards import (
-    AtomicCheckpoint, DivergenceGuard, GracefulInterrupt, RunBackup, TrainingInterrupted,
+    AtomicCheckpoint, DivergenceGuard, GracefulInterrupt, ModeCollapseGuard, RunBackup, TrainingInterrupted,
     read_backup, restore_backup,
 )
 
@@ -296,6 +296,7 @@ def _run_callbacks(config, run_dir, interrupt, extra, resumed_epoch, sample_ever
     return [
         DivergenceGuard(),  # first: nothing below sees a broken model
         interrupt,
+        ModeCollapseGuard(seed=config.seed),
         *(extra or []),  # before the logger, so their logs (e.g. a metric) reach history.csv
         SampleGrid(os.path.join(run_dir, "samples"), every=sample_every, seed=config.seed, log_dir=log_dir),
         keras.callbacks.CSVLogger(history_csv, append=resumed_epoch is not None),

@@ -20,7 +20,7 @@ from PIL import Image
 
 import dcgan_keras as dk
 from dcgan_keras.cli import main as cli_main
-from dcgan_keras.guards import DivergenceGuard, TrainingDiverged, read_backup
+from dcgan_keras.guards import DivergenceGuard, ModeCollapseGuard, TrainingDiverged, read_backup
 
 PACKAGE = Path(dk.__file__).parent
 
@@ -276,13 +276,37 @@ def test_discriminator_collapse_is_warned_about_with_remedies(tiny_config, caplo
     with caplog.at_level(logging.WARNING, logger="dcgan_keras"):
         gan.fit(ds, epochs=1, callbacks=[guard], verbose=0, shuffle=False)
     assert guard.collapse_step is not None
-    assert re.search(r"Discriminator collapse at step \d+: .* below 0.01 for 10 steps.*label-smoothing", caplog.text)
+    assert re.search(r"The discriminator is winning \(step \d+\): .* below 0.01 for 10 steps.*--augment "
+                     r"translation,cutout.*--keep-best", caplog.text)
     # A healthy start (both networks learning) raises no such warning in as many steps.
     healthy = dk.DCGAN.from_paper_config(tiny_config)
     healthy.compile()
     quiet = DivergenceGuard(collapse_patience=10)
     healthy.fit(ds, epochs=1, callbacks=[quiet], verbose=0, shuffle=False)
     assert quiet.collapse_step is None
+
+
+def test_collapsing_samples_are_warned_about_in_plain_words_and_a_healthy_run_stays_quiet(tiny_config, caplog):
+    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan.compile()
+    ds = dk.make_dataset("digits", image_size=32, batch_size=32, seed=0).take(10)
+
+    class Collapse(keras.callbacks.Callback):
+        # From epoch 3 on, G ignores z: every noise vector draws the same image.
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                kernel = self.model.generator.get_layer("project").kernel
+                kernel.assign(kernel * 0.0)
+
+    quiet = ModeCollapseGuard()
+    gan.fit(ds, epochs=2, callbacks=[quiet], verbose=0, shuffle=False)
+    assert quiet.collapse_epoch is None and quiet.best > 0.05  # samples differ, more as G learns
+    guard = ModeCollapseGuard()
+    with caplog.at_level(logging.WARNING, logger="dcgan_keras"):
+        gan.fit(ds, epochs=4, callbacks=[Collapse(), guard], verbose=0, shuffle=False)
+    assert guard.collapse_epoch == 3
+    assert caplog.text.count("The samples are collapsing") == 1  # once per run
+    assert re.search(r"The samples are collapsing \(epoch 3\): .*nearly alike.*--augment translation,cutout", caplog.text)
 
 
 # -- safe loading ----------------------------------------------------------------------
