@@ -156,6 +156,7 @@ def test_a_checkpoint_saved_by_version_0_1_loads_and_generates_the_same_images()
     # base_width 8) trained one step and saved by the first release, with the
     # images and logits it gave for fixed z. Renamed or moved layers must keep it loading.
     fixtures = os.path.join(os.path.dirname(__file__), "fixtures")
+    assert dk.DCGAN  # the first dk name loads the library and registers its Keras classes
     gan = keras.models.load_model(os.path.join(fixtures, "dcgan_tiny_v1.keras"))
     expected = np.load(os.path.join(fixtures, "dcgan_tiny_v1_expected.npz"))
     images = gan.generator.predict(expected["z"], verbose=0)
