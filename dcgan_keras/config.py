@@ -12,6 +12,10 @@ SUPPORTED_CHANNELS = (1, 3)
 SUPPORTED_PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 # The transforms of DiffAugment (dcgan_keras.augment), in the order they apply.
 AUGMENTATIONS = ("color", "translation", "cutout")
+# Names of the `tf.distribute` strategies of `dcgan_keras.distribute.make_strategy`.
+STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
+# Scores `train(keep_best=...)` can pick the best epoch by (dcgan_keras.train_lib).
+KEEP_BEST_METRICS = ("digit_fd", "fid", "d_fd")
 
 
 def parse_policy(policy) -> tuple[str, ...]:

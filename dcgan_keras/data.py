@@ -68,6 +68,59 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
             return data["images"], data["labels"]
 
 
+def load_labelled(dataset: str, max_examples: int | None = None, data_dir: str | None = None):
+    """Images and their class labels, for experiments that need labels (the features protocol).
+
+    Args:
+        dataset: "digits" (the bundled digits) or "tfds:NAME[:SPLIT]" (a TFDS
+            dataset with labels, e.g. "tfds:cifar10", "tfds:svhn_cropped").
+        max_examples: keep at most this many examples (digits: a fixed random
+            subset, as they are sorted by class; TFDS: the first ones).
+        data_dir: TFDS data folder.
+
+    Returns:
+        `(images, labels)` NumPy arrays: the images as stored (uint8 for
+        TFDS), labels as int64.
+    """
+    if dataset == "digits":
+        images, labels = load_digits()
+        if max_examples:  # the bundled digits are sorted by class: take a random subset
+            keep = np.sort(np.random.default_rng(0).permutation(len(labels))[:max_examples])
+            images, labels = images[keep], labels[keep]
+    elif dataset.startswith("tfds:"):
+        images, labels = _tfds_labelled(dataset[len("tfds:"):], max_examples, data_dir)
+    else:
+        raise ValueError(
+            f"dataset must be 'digits' or 'tfds:NAME[:SPLIT]' (with labels). Received: dataset={dataset!r}")
+    if max_examples:
+        images, labels = images[:max_examples], labels[:max_examples]
+    return images, np.asarray(labels).astype("int64")
+
+
+def _tfds_labelled(spec: str, max_examples: int | None, data_dir: str | None):
+    import tensorflow_datasets as tfds
+
+    name, _, split = spec.partition(":")
+    split = split or "train"
+    if max_examples and "[" not in split:
+        split = f"{split}[:{int(max_examples)}]"
+    try:
+        ds = tfds.load(name, split=split, data_dir=data_dir, as_supervised=True, shuffle_files=False)
+    except Exception as error:  # tfds raises many types; all mean "could not load"
+        raise RuntimeError(
+            f"Could not load TFDS dataset {name!r} (split {split!r}) with labels: "
+            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}. "
+            "Downloads need network access; offline, use --dataset digits."
+        ) from error
+    images, labels = [], []
+    for image, label in tfds.as_numpy(ds):
+        images.append(image)
+        labels.append(label)
+    if not images:
+        raise ValueError(f"TFDS dataset {name!r} split {split!r} is empty.")
+    return np.stack(images), np.asarray(labels)
+
+
 def preprocess(images: tf.Tensor, image_size: int, channels: int) -> tf.Tensor:
     """Centre crop, resize, channel conversion and scaling to [-1, 1].
 

@@ -19,7 +19,7 @@ import warnings
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
+from dcgan_keras.config import STRATEGIES
 
 
 def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:

@@ -312,6 +312,33 @@ def load_checkpoint(path, compile: bool = True) -> keras.Model:
     return keras.models.load_model(path, compile=compile, safe_mode=True)
 
 
+def load_sampler(path):
+    """The `sample` signature of an exported SavedModel: `(seed, num_images) -> {"images": uint8}`.
+
+    Unlike `load_generator` (z in, images in [-1, 1] out), the noise is drawn
+    inside the SavedModel from `seed`, as a TF Serving client gets it.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise FileNotFoundError(
+            f"No SavedModel at {path!r} (no saved_model.pb). Pass a version folder such as "
+            "saved_models/NAME/1, written by `train` or `export`."
+        )
+    loaded = tf.saved_model.load(path)
+    if "sample" not in loaded.signatures:
+        raise ValueError(
+            f"The SavedModel at {path!r} has no 'sample' signature (it has {sorted(loaded.signatures)}); "
+            "it was exported by an older version. Export it again with `python -m dcgan_keras export`."
+        )
+    signature = loaded.signatures["sample"]
+
+    def sample(seed, num_images):
+        _ = loaded  # keeps the SavedModel's variables alive as long as this function
+        return signature(seed=seed, num_images=num_images)
+
+    return sample
+
+
 def load_generator(path, latent_dim: int | None = None, image_shape=None):
     """Loads a generator from a `.keras` checkpoint (a `DCGAN` or a generator) or a SavedModel folder.
 

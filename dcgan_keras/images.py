@@ -67,3 +67,34 @@ def save_png(image, path) -> str:
     with atomic_path(path) as tmp:
         Image.fromarray(pixels).save(tmp, format="PNG")
     return os.fspath(path)
+
+
+def numbered_grid(images, path, scale: int = 2) -> str:
+    """Writes a grid of images in [-1, 1] with each image's index drawn in its corner.
+
+    Args:
+        images: `(N, H, W, C)` images in [-1, 1].
+        path: the PNG file to write (its folder is created).
+        scale: nearest-neighbour upscaling, so that the numbers stay legible.
+
+    Returns:
+        `path`.
+    """
+    from PIL import Image, ImageDraw
+
+    images = np.asarray(images, dtype="float32")
+    n, h, w, _ = images.shape
+    padding = 2
+    grid = to_uint8(image_grid(images, padding=padding))
+    pil = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).convert("RGB")
+    pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+    draw = ImageDraw.Draw(pil)
+    cols = (grid.shape[1] - padding) // (w + padding)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        x, y = (padding + c * (w + padding)) * scale, (padding + r * (h + padding)) * scale
+        draw.rectangle([x, y, x + 6 * len(str(i)) + 2, y + 11], fill=(255, 255, 0))
+        draw.text((x + 1, y), str(i), fill=(255, 0, 0))
+    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+    pil.save(path)
+    return os.fspath(path)

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from dcgan_keras.callbacks import EvaluationCallback, LossPlot, SampleGrid, read_history_csv
-from dcgan_keras.config import Config
+from dcgan_keras.config import KEEP_BEST_METRICS, Config
 from dcgan_keras.data import input_shard, make_dataset
 from dcgan_keras.export import export_generator, load_checkpoint
 from dcgan_keras.files import atomic_write_json
@@ -225,9 +225,6 @@ def train(
         "best_epoch": best[-1].best_epoch if best else None,
         "model": gan,
     }
-
-
-KEEP_BEST_METRICS = ("digit_fd", "fid", "d_fd")
 
 
 def _keep_best_callbacks(metric: str, every: int, gan, ds, config: Config, run_dir: str) -> list:

@@ -1,20 +1,29 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from dcgan_keras.cli import main
+from dcgan_keras.cli import build_parser, main
+from dcgan_keras.cli.train import config_from_args
+from dcgan_keras.config import AUGMENTATIONS, Config
 import dcgan_keras as dk
+
+COMMANDS = ("train", "walk", "arithmetic", "export", "sample", "features", "evaluate", "guided", "ablate", "dedup")
 
 
 def test_train_command_leaves_samples_history_plot_checkpoint_and_export(tmp_path, capsys):
     run_dir, export_dir = tmp_path / "run", tmp_path / "saved_models" / "digits"
     code = main([
         "train", "--epochs", "2", "--base-width", "8", "--latent-dim", "16", "--batch-size", "250",
-        "--run-dir", str(run_dir), "--export-dir", str(export_dir),
+        "--run-dir", str(run_dir), "--export-dir", str(export_dir), "--keep-best", "d_fd", "--evaluate-every", "1",
     ])
     assert code == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index('{\n  "run_dir"'):])  # after Keras' progress bars
+    assert summary["best_epoch"] in (1, 2) and (run_dir / "best.keras").exists()
     assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
     assert Image.open(run_dir / "samples" / "epoch_0002.png").size == (8 * 34 + 2, 8 * 34 + 2)
     history = dk.callbacks.read_history_csv(run_dir / "history.csv")
@@ -31,3 +40,77 @@ def test_train_command_reports_bad_input_as_one_line_and_exit_code_2(tmp_path, c
     assert "Unsupported image size 48" in capsys.readouterr().err
     assert main(["train", "--dataset", str(tmp_path), "--run-dir", str(tmp_path / "r")]) == 2
     assert "No images found" in capsys.readouterr().err
+
+
+def test_every_commands_help_exits_zero_in_a_fresh_interpreter():
+    # In a fresh interpreter, as a user's shell runs it (the tests' own process has imported everything).
+    script = f"""
+import contextlib, io, sys
+from dcgan_keras.cli import build_parser
+build_parser().parse_args(["train", "--recipe", "paper", "--augment", "translation", "--keep-best", "d_fd"])
+for command in {COMMANDS!r}:
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        try:
+            build_parser().parse_args([command, "--help"])
+        except SystemExit as stop:
+            assert stop.code == 0, (command, stop.code)
+    assert out.getvalue().startswith("usage:"), command
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def _config(*flags):
+    return config_from_args(build_parser().parse_args(["train", "--channels", "1", *flags]))
+
+
+def test_train_recipe_paper_gives_the_papers_config_and_default_the_cli_recipe():
+    assert _config("--recipe", "paper") == Config()
+    assert (Config().batch_size, Config().ema_decay) == (128, None)
+    default = _config()
+    assert default == Config.from_recipe("default", channels=1)
+    assert (default.batch_size, default.ema_decay) == (64, 0.999)
+
+
+def test_train_flags_override_the_recipe():
+    config = _config(
+        "--recipe", "paper", "--batch-size", "32", "--learning-rate", "1e-3", "--beta1", "0.9",
+        "--ema", "0.99", "--label-smoothing", "0.1", "--latent-dim", "16", "--base-width", "8",
+        "--augment", "translation,cutout", "--augment-target", "0.6", "--no-fast-layers", "--seed", "3",
+        "--image-size", "64", "--precision", "mixed_bfloat16", "--sync-batch-norm",
+    )
+    assert config == Config(
+        image_size=64, channels=1, latent_dim=16, base_width=8, batch_size=32, learning_rate=1e-3, beta_1=0.9,
+        label_smoothing=0.1, ema_decay=0.99, seed=3, precision="mixed_bfloat16", sync_batch_norm=True,
+        augment="translation,cutout", augment_target=0.6, fast_layers=False,
+    )
+    assert _config("--ema", "0").ema_decay is None  # --ema 0 turns the moving average off
+    assert _config("--recipe", "paper", "--batch-size", "128").batch_size == 128
+    assert _config().fast_layers is True
+
+
+def test_train_help_shows_each_recipes_value():
+    help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
+    assert "(default: 64 (paper: 128))" in help_text
+    assert "(default: 0.999 (paper: off))" in help_text
+    assert all(name in help_text for name in AUGMENTATIONS)
+
+
+def test_train_keep_best_and_evaluate_every_are_parsed():
+    args = build_parser().parse_args(["train", "--keep-best", "digit_fd", "--evaluate-every", "3"])
+    assert (args.keep_best, args.evaluate_every) == ("digit_fd", 3)
+    defaults = build_parser().parse_args(["train"])
+    assert (defaults.keep_best, defaults.evaluate_every, defaults.recipe) == (None, 2, "default")
+
+
+def test_an_unknown_augmentation_exits_2_with_an_error_naming_the_known_ones(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--augment", "translation,flip"])
+    assert stop.value.code == 2
+    error = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert error and "'flip'" in error[0] and all(name in error[0] for name in AUGMENTATIONS)
+
+
+def test_augment_target_without_a_policy_is_one_error_line_and_exit_code_2(tmp_path, capsys):
+    assert main(["train", "--augment-target", "0.6", "--run-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: augment_target must be in (0, 1)")

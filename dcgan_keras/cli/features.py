@@ -11,15 +11,13 @@ the labels only. `--json PATH` also writes the full table.
 
 from __future__ import annotations
 
-
-import numpy as np
+from dcgan_keras.cli._common import add_checkpoint
 
 
 def register(subparsers):
     p = subparsers.add_parser(
         "features", help="few-label classification with the discriminator's features (L2-SVM)")
-    p.add_argument("--checkpoint", required=True,
-                   help="a .keras checkpoint of a DCGAN (or of a bare discriminator)")
+    add_checkpoint(p, help="a .keras checkpoint of a DCGAN (or of a bare discriminator)")
     p.add_argument("--dataset", default="digits",
                    help="'digits' (bundled, offline) or 'tfds:NAME[:SPLIT]' with labels, "
                         "e.g. tfds:cifar10, tfds:svhn_cropped")
@@ -35,52 +33,10 @@ def register(subparsers):
     p.set_defaults(func=_run_features)
 
 
-def load_labelled(dataset: str, max_examples=None, data_dir=None):
-    """`(images, labels)` as NumPy arrays: the bundled digits or a TFDS dataset with labels."""
-    if dataset == "digits":
-        from dcgan_keras.data import load_digits
-
-        images, labels = load_digits()
-        if max_examples:  # the bundled digits are sorted by class: take a random subset
-            keep = np.sort(np.random.default_rng(0).permutation(len(labels))[:max_examples])
-            images, labels = images[keep], labels[keep]
-    elif dataset.startswith("tfds:"):
-        images, labels = _tfds_labelled(dataset[len("tfds:"):], max_examples, data_dir)
-    else:
-        raise ValueError(
-            f"--dataset must be 'digits' or 'tfds:NAME[:SPLIT]' (with labels). Received: {dataset!r}")
-    if max_examples:
-        images, labels = images[:max_examples], labels[:max_examples]
-    return images, np.asarray(labels).astype("int64")
-
-
-def _tfds_labelled(spec, max_examples, data_dir):
-    import tensorflow_datasets as tfds
-
-    name, _, split = spec.partition(":")
-    split = split or "train"
-    if max_examples and "[" not in split:
-        split = f"{split}[:{int(max_examples)}]"
-    try:
-        ds = tfds.load(name, split=split, data_dir=data_dir, as_supervised=True, shuffle_files=False)
-    except Exception as error:  # tfds raises many types; all mean "could not load"
-        raise RuntimeError(
-            f"Could not load TFDS dataset {name!r} (split {split!r}) with labels: "
-            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}. "
-            "Downloads need network access; offline, use --dataset digits."
-        ) from error
-    images, labels = [], []
-    for image, label in tfds.as_numpy(ds):
-        images.append(image)
-        labels.append(label)
-    if not images:
-        raise ValueError(f"TFDS dataset {name!r} split {split!r} is empty.")
-    return np.stack(images), np.asarray(labels)
-
-
 def _run_features(args) -> int:
     import sys
 
+    from dcgan_keras.data import load_labelled
     from dcgan_keras.experiments import features
     from dcgan_keras.files import atomic_write_json
 

@@ -12,31 +12,33 @@ import os
 
 import numpy as np
 
+from dcgan_keras.cli._common import add_model, add_out, comma_ints
+
 
 def register(subparsers):
     p = subparsers.add_parser("walk", help="latent space walks (closed loops) as a PNG grid and a GIF")
-    p.add_argument("--model", required=True, help="a .keras checkpoint or a SavedModel version folder")
+    add_model(p)
     p.add_argument("--walks", type=int, default=4, help="number of walks (rows of the grid)")
     p.add_argument("--points", type=int, default=4, help="random points each walk loops through")
     p.add_argument("--steps", type=int, default=8, help="frames between two points")
     p.add_argument("--method", default="slerp", choices=("slerp", "lerp"))
     p.add_argument("--seed", type=int, default=0, help="walk i uses seed + i")
     p.add_argument("--duration-ms", type=int, default=100, help="GIF frame duration")
-    p.add_argument("--out", required=True, help="output folder")
+    add_out(p)
     p.set_defaults(func=_run_walk)
 
     p = subparsers.add_parser(
         "arithmetic",
         help="latent vector arithmetic: without indices, a numbered grid to pick exemplars from",
     )
-    p.add_argument("--model", required=True, help="a .keras checkpoint or a SavedModel version folder")
+    add_model(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the numbered samples")
     p.add_argument("--grid-size", type=int, default=64, help="number of numbered samples")
     p.add_argument("--plus", default=None, help="indices of exemplars to add, e.g. 3,17,40")
     p.add_argument("--minus", default=None, help="indices of exemplars to subtract")
     p.add_argument("--base", default=None, help="indices of exemplars to start from")
     p.add_argument("--noise-scale", type=float, default=0.25)
-    p.add_argument("--out", required=True, help="output folder")
+    add_out(p)
     p.set_defaults(func=_run_arithmetic)
 
 
@@ -84,43 +86,16 @@ def _run_walk(args) -> int:
 def _indices(text, name, limit):
     if not text:
         return None
-    try:
-        idx = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"--{name} must be comma-separated integers. Received: {text!r}") from None
+    idx = comma_ints(text, name)
     bad = [i for i in idx if not 0 <= i < limit]
     if bad or not idx:
         raise ValueError(f"--{name} indices must be in 0..{limit - 1}. Received: {text!r}")
     return idx
 
 
-def numbered_grid(images, path, scale: int = 2) -> str:
-    """Writes a grid of images with each image's index drawn in its corner."""
-    from PIL import Image, ImageDraw
-
-    from dcgan_keras.images import image_grid, to_uint8
-
-    images = np.asarray(images, dtype="float32")
-    n, h, w, _ = images.shape
-    padding = 2
-    grid = to_uint8(image_grid(images, padding=padding))
-    pil = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).convert("RGB")
-    pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
-    draw = ImageDraw.Draw(pil)
-    cols = (grid.shape[1] - padding) // (w + padding)
-    for i in range(n):
-        r, c = divmod(i, cols)
-        x, y = (padding + c * (w + padding)) * scale, (padding + r * (h + padding)) * scale
-        draw.rectangle([x, y, x + 6 * len(str(i)) + 2, y + 11], fill=(255, 255, 0))
-        draw.text((x + 1, y), str(i), fill=(255, 0, 0))
-    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-    pil.save(path)
-    return os.fspath(path)
-
-
 def _run_arithmetic(args) -> int:
     from dcgan_keras.experiments import latent
-    from dcgan_keras.images import image_grid, save_png
+    from dcgan_keras.images import image_grid, numbered_grid, save_png
 
     generator = _load(args.model)
     d = latent.latent_size(generator)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 
+from dcgan_keras.cli._common import add_out
+
 
 def register(subparsers):
     p = subparsers.add_parser("export", help="export a checkpoint's generator as a SavedModel for TF Serving")
@@ -32,7 +34,7 @@ def register(subparsers):
     p.add_argument("--num", type=int, default=64, help="number of images")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
     p.add_argument("--rows", type=int, default=None, help="rows of the grid (default: about square)")
-    p.add_argument("--out", required=True, help="output PNG file")
+    add_out(p, help="output PNG file")
     p.set_defaults(func=_run_sample)
 
 
@@ -78,31 +80,6 @@ def _run_export(args) -> int:
     return 0
 
 
-def load_sampler(path):
-    """The `sample` signature of an exported SavedModel: `(seed, num_images) -> {"images": uint8}`."""
-    path = os.fspath(path)
-    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        raise FileNotFoundError(
-            f"No SavedModel at {path!r} (no saved_model.pb). Pass a version folder such as "
-            "saved_models/NAME/1, written by `train` or `export`."
-        )
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(path)
-    if "sample" not in loaded.signatures:
-        raise ValueError(
-            f"The SavedModel at {path!r} has no 'sample' signature (it has {sorted(loaded.signatures)}); "
-            "it was exported by an older version. Export it again with `python -m dcgan_keras export`."
-        )
-    signature = loaded.signatures["sample"]
-
-    def sample(seed, num_images):
-        _ = loaded  # keeps the SavedModel's variables alive as long as this function
-        return signature(seed=seed, num_images=num_images)
-
-    return sample
-
-
 def _run_sample(args) -> int:
     if args.num < 1:
         raise ValueError(f"--num must be a positive integer. Received: {args.num}")
@@ -111,6 +88,7 @@ def _run_sample(args) -> int:
     import numpy as np
     import tensorflow as tf
 
+    from dcgan_keras.export import load_sampler
     from dcgan_keras.images import from_uint8, image_grid, save_png
 
     sample = load_sampler(args.model)

@@ -15,12 +15,13 @@ import os
 
 import numpy as np
 
+from dcgan_keras.cli._common import add_checkpoint, add_model, add_out, comma_ints, layer_name_or_index
+
 
 def register(subparsers):
     p = subparsers.add_parser(
         "guided", help="guided backprop of D's feature maps, trained vs random-init D (paper figure 5)")
-    p.add_argument("--checkpoint", required=True,
-                   help="a .keras checkpoint of a DCGAN (a SavedModel export has no discriminator)")
+    add_checkpoint(p, help="a .keras checkpoint of a DCGAN (a SavedModel export has no discriminator)")
     p.add_argument("--dataset", default="digits",
                    help="images to search for the top activations: 'digits', a folder, or a .npy/.npz file")
     p.add_argument("--max-images", type=int, default=2000, help="search at most this many images")
@@ -30,12 +31,12 @@ def register(subparsers):
     p.add_argument("--k", type=int, default=6, help="top activating images per feature map")
     p.add_argument("--with-inputs", action="store_true", help="show each image beside its map")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-init discriminator")
-    p.add_argument("--out", required=True, help="output folder")
+    add_out(p)
     p.set_defaults(func=_run_guided)
 
     p = subparsers.add_parser(
         "ablate", help="zero feature maps of a generator layer and regenerate the same z (paper figure 6)")
-    p.add_argument("--model", required=True, help="a .keras checkpoint or a SavedModel version folder")
+    add_model(p)
     p.add_argument("--layer", default=None,
                    help="feature layer, e.g. up2_relu, or its index (default: the last hidden feature maps)")
     p.add_argument("--filters", default=None, help="indices of the feature maps to zero, e.g. 3,7,12")
@@ -46,7 +47,7 @@ def register(subparsers):
     p.add_argument("--num-images", type=int, default=16, help="images shown and measured")
     p.add_argument("--seed", type=int, default=0, help="seed of the shown z (the fit uses seed + 1)")
     p.add_argument("--save", default=None, help="also save the ablated generator to this .keras path")
-    p.add_argument("--out", required=True, help="output folder")
+    add_out(p)
     p.set_defaults(func=_run_ablate)
 
     p = subparsers.add_parser(
@@ -65,15 +66,6 @@ def register(subparsers):
     p.set_defaults(func=_run_dedup)
 
 
-def _ints(text, name):
-    if text is None:
-        return None
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"--{name} must be comma-separated integers. Received: {text!r}") from None
-
-
 def _run_guided(args) -> int:
     from dcgan_keras.experiments import features, guided
     from dcgan_keras.experiments.dedup import load_images
@@ -81,10 +73,8 @@ def _run_guided(args) -> int:
     d = features.load_discriminator(args.checkpoint)
     size, channels = int(d.input_shape[1]), int(d.input_shape[-1])
     images, names = load_images(args.dataset, size, channels, max_images=args.max_images)
-    layer = args.layer
-    if layer is not None and layer.lstrip("-").isdigit():
-        layer = int(layer)
-    channel_list = _ints(args.channels, "channels")
+    layer = layer_name_or_index(args.layer)
+    channel_list = comma_ints(args.channels, "channels")
     random_d = features.random_discriminator(d, seed=args.seed)
     fig = guided.guided_figure(d, random_d, images, layer, channel_list, args.k, args.with_inputs)
     os.makedirs(args.out, exist_ok=True)
@@ -114,13 +104,11 @@ def _ablate(args, ablation) -> int:
     from dcgan_keras.sampling import latent_size, latent_vectors
 
     generator = ablation.load_keras_generator(args.model)
-    layer = args.layer
-    if layer is not None and layer.lstrip("-").isdigit():
-        layer = int(layer)
-    box = _ints(args.box, "box")
+    layer = layer_name_or_index(args.layer)
+    box = comma_ints(args.box, "box")
     fit = None
     if args.filters is not None:
-        filters = _ints(args.filters, "filters")
+        filters = comma_ints(args.filters, "filters")
     else:
         fit = ablation.fit_box_filters(generator, layer, box=box, num_samples=args.num_samples,
                                        seed=args.seed + 1, max_filters=args.max_filters)

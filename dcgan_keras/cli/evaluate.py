@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 
+from dcgan_keras.cli._common import add_model
+
 
 def register(subparsers):
     p = subparsers.add_parser("evaluate", help="score a generator's samples (judge, digit FD, precision/recall, memorisation)")
-    p.add_argument("--model", required=True, help="a .keras checkpoint or an exported SavedModel folder")
+    add_model(p, help="a .keras checkpoint or an exported SavedModel folder")
     p.add_argument("--dataset", default="digits", help="the training data to compare with (only 'digits')")
     p.add_argument("--num", type=int, default=1000, help="number of samples")
     p.add_argument("--seed", type=int, default=0, help="seed of the samples' noise")

@@ -1,0 +1,165 @@
+"""Sub-command `train`: train a DCGAN from a recipe and export its generator.
+
+    python -m dcgan_keras train --epochs 20
+    python -m dcgan_keras train --recipe paper --dataset tfds:celeb_a --image-size 64
+    python -m dcgan_keras train --augment translation,cutout --augment-target 0.6 --keep-best digit_fd
+
+The hyper-parameters start from a recipe of `config.RECIPES` (`Config.from_recipe`);
+each flag given replaces the recipe's value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from dcgan_keras.config import (
+    AUGMENTATIONS, KEEP_BEST_METRICS, RECIPES, STRATEGIES, SUPPORTED_PRECISIONS, Config, parse_policy,
+)
+
+DEFAULT_EPOCHS = 20
+
+
+def _policy(text: str) -> str | None:
+    """An `--augment` value, checked while parsing (argparse reports the error, exit 2)."""
+    try:
+        return ",".join(parse_policy(text)) or None
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+# The flags that set a Config field: flag, field, type, help. Each defaults to
+# None in argparse, which keeps the recipe's value.
+_CONFIG_FLAGS = (
+    ("--image-size", "image_size", int, "side of the square images: 32, 64 or 128"),
+    ("--batch-size", "batch_size", int, "images per step; the global batch under --strategy"),
+    ("--latent-dim", "latent_dim", int, "size of the noise vector z"),
+    ("--base-width", "base_width", int, "width of the networks' widest-resolution layer"),
+    ("--learning-rate", "learning_rate", float, "Adam's learning rate, both networks"),
+    ("--beta1", "beta_1", float, "Adam's first-moment decay"),
+    ("--label-smoothing", "label_smoothing", float, "one-sided smoothing of real targets"),
+    ("--ema", "ema_decay", float, "moving average of the generator's weights for sampling; 0 turns it off"),
+    ("--augment", "augment", _policy,
+     f"DiffAugment policy, a comma-separated list of {', '.join(AUGMENTATIONS)} (docs/data.md)"),
+    ("--augment-target", "augment_target", float,
+     "adapt the share of augmented images so that this fraction of real logits is positive (ADA: 0.6)"),
+    ("--seed", "seed", int, "seed of the model's one random source"),
+)
+
+_METAVARS = {"--ema": "DECAY", "--augment": "POLICY", "--augment-target": "R"}
+
+
+def _dest(flag: str) -> str:
+    return flag[2:].replace("-", "_")  # argparse's name: --beta1 -> args.beta1
+
+
+def _shown(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return "on" if value else "off"
+    return str(value)
+
+
+def _recipe_default(field: str) -> str:
+    """`"default: 64 (paper: 128)"`: the value of each recipe, the default recipe first."""
+    values = {name: getattr(Config.from_recipe(name), field) for name in RECIPES}
+    default = values.pop("default")
+    others = [f"{name}: {_shown(value)}" for name, value in values.items() if value != default]
+    return f"default: {_shown(default)}" + (f" ({', '.join(others)})" if others else "")
+
+
+def register(subparsers):
+    p = subparsers.add_parser("train", help="train a DCGAN and export its generator")
+    p.add_argument("--recipe", default="default", choices=tuple(RECIPES),
+                   help="hyper-parameters to start from: 'paper' is Radford et al.'s, 'default' changes "
+                        "what measured better on the digits (batch 64, EMA); the flags below override it")
+    p.add_argument("--dataset", default="digits",
+                   help="'digits' (bundled MNIST), 'tfds:NAME[:SPLIT]', or a folder of images")
+    p.add_argument("--channels", type=int, default=None,
+                   help="1 or 3 (default: the dataset's own; digits 1, folders 3)")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    for flag, field, kind, text in _CONFIG_FLAGS:
+        p.add_argument(flag, type=kind, default=None, metavar=_METAVARS.get(flag),
+                       help=f"{text} ({_recipe_default(field)})")
+    p.add_argument("--fast-layers", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"build the networks from dcgan_keras.fast_layers (same weights, faster) "
+                        f"({_recipe_default('fast_layers')})")
+    p.add_argument("--keep-best", default=None, choices=KEEP_BEST_METRICS,
+                   help="export the epoch with the best (lowest) score instead of the last; "
+                        "digit_fd for digits, fid needs Inception weights, d_fd works on any data")
+    p.add_argument("--evaluate-every", type=int, default=2, metavar="N", help="epochs between scores of --keep-best")
+    p.add_argument("--name", default=None, help="run and export name (default: from the dataset)")
+    p.add_argument("--run-dir", default=None, help="default: runs/NAME")
+    p.add_argument("--export-dir", default=None, help="default: saved_models/NAME")
+    p.add_argument("--data-dir", default=None, help="TFDS data folder")
+    p.add_argument("--cache", default="auto", metavar="auto|memory|off|PATH",
+                   help="keep the resized images in memory: 'auto' when they fit 512 MiB, else read "
+                        "them again every epoch; or a cache file path (docs/data.md)")
+    p.add_argument("--sample-every", type=int, default=1)
+    p.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/logs")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/backup (killed or finished run)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in RUN_DIR (without it, such a RUN_DIR is refused)")
+    p.add_argument("--strategy", default="default", choices=STRATEGIES,
+                   help="tf.distribute strategy: one device, all local GPUs, several machines "
+                        "(TF_CONFIG), a Cloud TPU; --batch-size is the global batch (docs/scaling.md)")
+    p.add_argument("--precision", default=Config.precision, choices=SUPPORTED_PRECISIONS,
+                   help="mixed precision computes in 16 bits on float32 weights (float16 with loss scaling)")
+    p.add_argument("--sync-batch-norm", action="store_true",
+                   help="batch-norm statistics over the global batch, across replicas")
+    p.set_defaults(func=_run_train)
+
+
+def config_from_args(args) -> Config:
+    """The `Config` of parsed `train` arguments: the recipe, with every flag given on top."""
+    overrides = {field: getattr(args, _dest(flag)) for flag, field, _, _ in _CONFIG_FLAGS}
+    overrides["fast_layers"] = args.fast_layers
+    overrides = {field: value for field, value in overrides.items() if value is not None}
+    if overrides.get("ema_decay") == 0:
+        overrides["ema_decay"] = None  # --ema 0: no moving average
+    if args.channels is None:
+        from dcgan_keras.data import infer_channels
+
+        channels = infer_channels(args.dataset)
+    else:
+        channels = args.channels
+    return Config.from_recipe(
+        args.recipe, channels=channels, precision=args.precision, sync_batch_norm=args.sync_batch_norm, **overrides,
+    )
+
+
+def _default_name(dataset: str) -> str:
+    if dataset.startswith("tfds:"):
+        dataset = dataset[5:].split(":")[0]
+    name = os.path.basename(os.path.normpath(dataset)) or "run"
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def _run_train(args) -> int:
+    from dcgan_keras.distribute import make_strategy
+    from dcgan_keras.train_lib import train
+
+    # First: a multi-worker strategy must exist before TensorFlow runs anything.
+    strategy = make_strategy(args.strategy)
+    config = config_from_args(args)
+    name = args.name or _default_name(args.dataset)
+    run_dir = args.run_dir or os.path.join("runs", name)
+    export_dir = args.export_dir or os.path.join("saved_models", name)
+    summary = train(
+        config, run_dir, dataset=args.dataset, epochs=args.epochs, export_dir=export_dir,
+        sample_every=args.sample_every, tensorboard=args.tensorboard, data_dir=args.data_dir,
+        resume=args.resume, overwrite=args.overwrite, strategy=strategy, cache=args.cache,
+        keep_best=args.keep_best, evaluate_every=args.evaluate_every,
+    )
+    report = {
+        "run_dir": summary["run_dir"],
+        "checkpoint": summary["checkpoint"],
+        "export": summary["export"],
+        "seconds": round(summary["seconds"], 1),
+        "images_per_second": round(summary["images_per_second"], 1),
+        "final": {k: round(v[-1], 4) for k, v in summary["history"].items()},
+    }
+    if args.keep_best:
+        report["best_epoch"] = summary["best_epoch"]
+    print(json.dumps(report, indent=2))
+    return 0
