@@ -151,7 +151,9 @@ class DCGAN(keras.Model):
         # training (a variable only then: checkpoints without it still load).
         self.augment_probability = 1.0
         if augment_target is not None:
-            self.augment_probability = keras.Variable(0.0, trainable=False, name="augment_probability")
+            self.augment_probability = keras.Variable(
+                0.0, trainable=False, aggregation="mean", name="augment_probability"
+            )
         self.ema_generator = None
         if ema_decay is not None:
             self.ema_generator = keras.models.clone_model(generator)
@@ -321,12 +323,13 @@ class DCGAN(keras.Model):
             seed = tf.random.fold_in(seed, context.replica_id_in_sync_group)  # as latent_noise
         return diff_augment(images, self._augment_policy, seed, self.augment_probability)
 
-    def _adapt_augmentation(self, real_logits, batch_size):
+    def _adapt_augmentation(self, real_logits):
         # ADA's rule: r = E[sign(D(real))] above the target means D is
         # overfitting the real images: augment more. The probability can go
         # from 0 to 1 in ADAPT_IMAGES images.
         overfit = tf.reduce_mean(tf.sign(real_logits))
-        step = tf.sign(overfit - self.augment_target) * tf.cast(batch_size, tf.float32) / self.ADAPT_IMAGES
+        batch_size = tf.cast(tf.shape(real_logits)[0], tf.float32)
+        step = tf.sign(overfit - self.augment_target) * batch_size / self.ADAPT_IMAGES
         self.augment_probability.assign(tf.clip_by_value(self.augment_probability + step, 0.0, 1.0))
 
     ADAPT_IMAGES = 20_000
@@ -366,8 +369,9 @@ class DCGAN(keras.Model):
         # 4. Moving average of the generator's weights, if enabled.
         if self.ema_generator is not None:
             self._update_ema()
+        # 5. Adaptive augmentation, if enabled: more while D is sure of the reals.
         if self.augment_target is not None:
-            self._adapt_augmentation(real_logits, batch_size)
+            self._adapt_augmentation(real_logits)
 
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
