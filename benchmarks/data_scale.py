@@ -188,7 +188,7 @@ class MemorySampler(threading.Thread):
     def __init__(self, interval: float = 0.1):
         super().__init__(daemon=True)
         self.interval, self.workers_kb, self.pss_kb = interval, 0, 0
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def sample(self) -> None:
         children = _children()
@@ -197,11 +197,11 @@ class MemorySampler(threading.Thread):
         self.pss_kb = max(self.pss_kb, pss)
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._done.wait(self.interval):
             self.sample()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join()
         self.sample()
 
