@@ -41,7 +41,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 DIGITS = "digits"
 CACHE_MODES = ("auto", "memory", "off")
 # cache="auto" keeps images in memory up to this many bytes (uint8, already resized).
-# TensorFlow itself takes ~1.3 GB of RSS; with this budget a process stays near 2 GB
+# TensorFlow itself takes ~0.75 GB of RSS; with this budget a process stays under ~1.5 GB
 # whatever the folder's size (docs/data.md). 10k images at 64x64x3 take 0.12 GB,
 # 50k 0.6 GB and CelebA (202,599) 2.5 GB at 64x64x3, 0.6 GB at 32x32x3: streamed.
 CACHE_BUDGET_BYTES = 512 * 1024**2
@@ -122,9 +122,10 @@ def make_dataset(
         channels: 1 or 3; `None` keeps the source's own (digits: 1, folders: 3).
         batch_size: images per batch (the global batch under `shard`).
         shuffle: shuffle every epoch: the list of files (or array indices) is
-            reshuffled completely; data read from a cache is mixed through a
-            bounded buffer (`SHUFFLE_BUFFER` images, `DECODED_SHUFFLE_BUFFER`
-            for folders and TFDS, whose buffer fills before the first batch).
+            reshuffled completely, by one permutation per epoch; data read
+            from a cache is mixed through a bounded buffer (`SHUFFLE_BUFFER`
+            images, `DECODED_SHUFFLE_BUFFER` for folders and TFDS), only 2
+            batches in the first, permuted pass that fills the cache.
         seed: shuffle seed, for repeatable runs.
         cache: `"auto"` keeps the resized uint8 images in memory when
             `N x image_size^2 x channels` bytes fit `cache_budget` and reads
