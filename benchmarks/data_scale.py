@@ -5,7 +5,9 @@ at 64x64 by `make_dataset` (cache="auto": in memory up to 512 MiB of uint8, else
 read again every epoch) and, when torch and torchvision are installed, by
 torchvision's ImageFolder + DataLoader(num_workers=2, batch_size=128,
 shuffle=True). Only the input is timed, no training. Each measurement runs in a
-fresh process, so its peak RSS (ru_maxrss, with the DataLoader's workers) is its own.
+fresh process, so its peak memory is its own: the main process's peak RSS plus
+its DataLoader workers' (each worker's VmHWM, sampled while it runs), and the
+peak PSS of all of them together (shared pages counted once).
 
     python benchmarks/data_scale.py --sizes 10000 50000 100000 200000 --max-batches 200
 """
@@ -20,6 +22,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 IMAGE_SIZE = 64
@@ -149,10 +152,68 @@ def run_torchvision(folder: str, count: int, max_batches: int | None) -> dict:
     return result
 
 
-def _peak_rss_gb() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return (own + children) * 1024 / 1e9  # kilobytes on Linux
+def _children() -> list[int]:
+    """Ids of this process's live children (DataLoader workers; tf.data has none: threads only)."""
+    pids = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as f:
+                pids += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def _kb(pid: int | str, name: str, field: str) -> int:
+    """A `field:  N kB` line of /proc/PID/NAME, in kB (0 when the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/{name}") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+class MemorySampler(threading.Thread):
+    """Samples, every `interval` s, the peak RSS (VmHWM) of each live child and the PSS of all.
+
+    `workers_kb`: the largest sum, over samples, of the live children's VmHWM (the
+    peaks of the workers alive together; pages they share with the parent are
+    counted in each). `pss_kb`: the largest sampled PSS of this process plus its
+    children (shared pages split between them: counted once in all).
+    """
+
+    def __init__(self, interval: float = 0.1):
+        super().__init__(daemon=True)
+        self.interval, self.workers_kb, self.pss_kb = interval, 0, 0
+        self._done = threading.Event()
+
+    def sample(self) -> None:
+        children = _children()
+        self.workers_kb = max(self.workers_kb, sum(_kb(pid, "status", "VmHWM") for pid in children))
+        pss = sum(_kb(pid, "smaps_rollup", "Pss") for pid in ["self", *children])
+        self.pss_kb = max(self.pss_kb, pss)
+
+    def run(self) -> None:
+        while not self._done.wait(self.interval):
+            self.sample()
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+        self.sample()
+
+
+def _peak_rss(sampler: MemorySampler) -> dict:
+    main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    return {
+        "main_rss_gb": main * 1024 / 1e9,
+        "workers_rss_gb": sampler.workers_kb * 1024 / 1e9,
+        "peak_rss_gb": (main + sampler.workers_kb) * 1024 / 1e9,
+        "peak_pss_gb": sampler.pss_kb * 1024 / 1e9,
+    }
 
 
 def main() -> None:
@@ -170,8 +231,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         loader, folder, count = args.one
+        sampler = MemorySampler()
+        sampler.start()
         result = (run_ours if loader == "ours" else run_torchvision)(folder, int(count), args.max_batches)
-        result["peak_rss_gb"] = _peak_rss_gb()
+        sampler.stop()
+        result.update(_peak_rss(sampler))
         print(json.dumps(result))
         return
     rows = []
@@ -199,12 +263,17 @@ def main() -> None:
     full = "every batch of each epoch"
     timed = f"the first {args.max_batches} batches of each epoch when streamed, {full} when cached" if args.max_batches else full
     print(f"\nBatches of {BATCH} at {IMAGE_SIZE}x{IMAGE_SIZE}; images/s over {timed}.")
-    print("\n| loader | N | first batch (s) | epoch 1 (img/s) | epoch 2 (img/s) | batches timed (1, 2) | peak RSS (GB) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("Peak RSS: the main process's ru_maxrss plus the largest sum of its live worker processes' "
+          "VmHWM (/proc/PID/status, sampled every 0.1 s; ours has none). Peak PSS: the largest sampled "
+          "sum of /proc/PID/smaps_rollup Pss over the process and its workers.")
+    print("\n| loader | N | first batch (s) | epoch 1 (img/s) | epoch 2 (img/s) | batches timed (1, 2) "
+          "| peak RSS, main + workers (GB) | peak PSS (GB) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['loader']} ({r['mode']}) | {r['n']:,} | {r['first_batch_s']:.1f} | "
               f"{r['epoch1_images_per_s']:,.0f} | {r['epoch2_images_per_s']:,.0f} | "
-              f"{r['epoch1_batches']:,}, {r['epoch2_batches']:,} | {r['peak_rss_gb']:.2f} |")
+              f"{r['epoch1_batches']:,}, {r['epoch2_batches']:,} | "
+              f"{r['peak_rss_gb']:.2f} = {r['main_rss_gb']:.2f} + {r['workers_rss_gb']:.2f} | {r['peak_pss_gb']:.2f} |")
 
 
 if __name__ == "__main__":

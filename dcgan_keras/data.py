@@ -18,6 +18,7 @@ memory as uint8 only when they fit a budget, and read again otherwise
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 import os
@@ -40,7 +41,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 DIGITS = "digits"
 CACHE_MODES = ("auto", "memory", "off")
 # cache="auto" keeps images in memory up to this many bytes (uint8, already resized).
-# TensorFlow itself takes ~1.3 GB of RSS; with this budget a process stays near 2 GB
+# TensorFlow itself takes ~0.75 GB of RSS; with this budget a process stays under ~1.5 GB
 # whatever the folder's size (docs/data.md). 10k images at 64x64x3 take 0.12 GB,
 # 50k 0.6 GB and CelebA (202,599) 2.5 GB at 64x64x3, 0.6 GB at 32x32x3: streamed.
 CACHE_BUDGET_BYTES = 512 * 1024**2
@@ -49,6 +50,10 @@ CACHE_BUDGET_BYTES = 512 * 1024**2
 # their first batch, so theirs is smaller.
 SHUFFLE_BUFFER = 10_000
 DECODED_SHUFFLE_BUFFER = 1_024
+# The first pass that fills a cache is already in a random order (a permutation of
+# the files or indices), so it is mixed by only 2 batches: just enough to finish
+# the cache in epoch 1 (a bigger buffer would be filled, by decoding, before the
+# first batch). Later passes, from the cache, use the buffers above.
 # Files of a folder decoded up front (a random sample; all of a smaller folder).
 SAMPLE_FILES = 256
 
@@ -170,9 +175,10 @@ def make_dataset(
         channels: 1 or 3; `None` keeps the source's own (digits: 1, folders: 3).
         batch_size: images per batch (the global batch under `shard`).
         shuffle: shuffle every epoch: the list of files (or array indices) is
-            reshuffled completely; data read from a cache is mixed through a
-            bounded buffer (`SHUFFLE_BUFFER` images, `DECODED_SHUFFLE_BUFFER`
-            for folders and TFDS, whose buffer fills before the first batch).
+            reshuffled completely, by one permutation per epoch; data read
+            from a cache is mixed through a bounded buffer (`SHUFFLE_BUFFER`
+            images, `DECODED_SHUFFLE_BUFFER` for folders and TFDS), only 2
+            batches in the first, permuted pass that fills the cache.
         seed: shuffle seed, for repeatable runs.
         cache: `"auto"` keeps the resized uint8 images in memory when
             `N x image_size^2 x channels` bytes fit `cache_budget` and reads
@@ -221,9 +227,12 @@ def make_dataset(
             "epoch would have no training step. Use a smaller batch size (--batch-size "
             f"{max(1, count)} or less) or add images. Received: batch_size={batch_size}, images={count}"
         )
-    elements, local_count = src.elements, count
+    elements, table, local_count = src.elements, src.table, count
     if num_shards > 1:
-        elements = elements.shard(num_shards, index)
+        if table is None:
+            elements = elements.shard(num_shards, index)
+        else:
+            table = table[index::num_shards]
         local_count = len(range(index, count, num_shards))
     if drop_remainder or num_shards > 1:
         # Under a multi-worker strategy each global step takes batch_size / num_workers
@@ -240,8 +249,12 @@ def make_dataset(
     fit = _plain(lambda element: _fit(src.load(element), image_size, channels, src.dtype))
 
     if shuffle and src.indexable:
-        # A cache keeps the first pass's order: reshuffle the list only when streaming.
-        elements = elements.shuffle(local_count, seed=seed, reshuffle_each_iteration=(mode == "off"))
+        # One permutation of all files (indices) per epoch, made in one op: the
+        # first file is read at once. A cache keeps the first pass's order: the
+        # list is reshuffled every epoch only when streaming.
+        elements = _permuted(table, seed, reshuffle=(mode == "off"))
+    elif src.indexable:
+        elements = tf.data.Dataset.from_tensor_slices(table)
     images = _read(elements, fit, src) if src.may_fail else elements.map(fit, num_parallel_calls=tf.data.AUTOTUNE)
     if mode == "memory":
         images = images.cache()
@@ -251,7 +264,9 @@ def make_dataset(
         buffer = SHUFFLE_BUFFER if src.in_memory else DECODED_SHUFFLE_BUFFER
         # At least 2 batches: the cache is complete only if its first pass ends in epoch 1.
         buffer = min(local_count, max(buffer, 2 * batch_size))
-        images = images.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        # A permuted first pass (indexable, cached) needs no more than those 2 batches.
+        first = min(buffer, 2 * batch_size) if src.indexable else buffer
+        images = _mixed(images, first, buffer, seed)
     # A known, exact epoch length: images of files that fail while reading are
     # replaced by the next ones (the stream repeats), never missing.
     images = images.repeat().take(per_epoch)
@@ -262,6 +277,47 @@ def make_dataset(
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         ds = ds.with_options(options)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _permuted(table: np.ndarray, seed: int | None, reshuffle: bool) -> tf.data.Dataset:
+    """The elements of `table` in a random order: a new permutation every epoch when `reshuffle`.
+
+    One seed per iteration (`Dataset.random`, deterministic for a given `seed`)
+    drives one `stateless_shuffle` of all indices: no buffer to fill first.
+    """
+    table = tf.convert_to_tensor(table)
+    size = tf.shape(table, out_type=tf.int64)[0]
+
+    @_plain
+    def order(epoch_seed):
+        permutation = tf.random.experimental.stateless_shuffle(tf.range(size), seed=tf.stack([epoch_seed, size]))
+        return tf.data.Dataset.from_tensor_slices(tf.gather(table, permutation))
+
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle).take(1).flat_map(order)
+
+
+def _mixed(images: tf.data.Dataset, first: int, buffer: int, seed: int | None) -> tf.data.Dataset:
+    """`images` through a shuffle buffer of `first` images in the first epoch, `buffer` after.
+
+    Each epoch's shuffle takes a seed of its own (`Dataset.random`), so the order
+    changes every epoch and repeats with `seed`. The epoch is counted in Python,
+    once per iteration (each new iterator; a partial one counts too).
+    """
+    if first == buffer:
+        return images.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    epochs = itertools.count()
+
+    @_plain
+    def one_epoch(epoch_seed):
+        epoch = tf.py_function(lambda: next(epochs), [], tf.int64)
+        size = tf.where(tf.equal(epoch, 0), tf.constant(first, tf.int64), tf.constant(buffer, tf.int64))
+        # The op seed is a tensor, already derived from `seed` (or the global seed):
+        # this function's graph must not combine it with the global seed again
+        # (TensorFlow compares the pair with (0, 0) in Python, which a tensor cannot do).
+        tf.compat.v1.get_default_graph().seed = None
+        return images.shuffle(size, seed=epoch_seed)
+
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(one_epoch)
 
 
 def input_shard(strategy=None) -> tuple[int, int] | None:
@@ -374,8 +430,11 @@ class _Source:
     """Where `make_dataset` reads images from.
 
     Attributes:
-        elements: file paths, array indices, or images (TFDS).
+        elements: the images of a source that is not indexable (TFDS);
+            `None` for the others, whose elements are in `table`.
         count: how many elements (images).
+        table: file paths or array indices, as one array (indexable sources:
+            shuffled by a permutation of all of them).
         load: element -> one image (H, W, C), uint8 or float32 in [0, 1].
         dtype: tf.uint8, or tf.float32 for float arrays.
         channels: the source's own channels (1 or 3).
@@ -386,7 +445,7 @@ class _Source:
         failures: where failures met while reading are recorded (files).
     """
 
-    elements: tf.data.Dataset
+    elements: tf.data.Dataset | None
     count: int
     load: Callable
     dtype: tf.DType
@@ -396,6 +455,7 @@ class _Source:
     in_memory: bool = True
     may_fail: bool = False
     failures: "UnreadableFiles | None" = None
+    table: np.ndarray | None = None
 
 
 def _open_source(source, data_dir, image_size) -> _Source:
@@ -428,7 +488,8 @@ def _open_source(source, data_dir, image_size) -> _Source:
 def _array_source(array: np.ndarray, description: str) -> _Source:
     images = tf.convert_to_tensor(_validated_array(array))
     return _Source(
-        elements=tf.data.Dataset.range(int(images.shape[0])),
+        elements=None,
+        table=np.arange(int(images.shape[0]), dtype=np.int64),
         count=int(images.shape[0]),
         load=lambda i: tf.gather(images, i),
         dtype=tf.uint8 if images.dtype == tf.uint8 else tf.float32,
@@ -795,8 +856,8 @@ def _folder_source(folder: str, image_size: int | None) -> _Source:
             stacklevel=4,
         )
     return _Source(
-        # From an object array: 10x faster than from a list for 200k paths.
-        elements=tf.data.Dataset.from_tensor_slices(np.array(paths, dtype=object)),
+        elements=None,
+        table=np.array(paths, dtype=object),  # to a tensor 10x faster than a list of 200k paths
         count=len(paths),
         load=_read_rgb,
         dtype=tf.uint8,
