@@ -1,0 +1,86 @@
+"""Trains the digits job with one set of levers and scores it with the digit judge (docs/quality.md).
+
+Usage: python reports/quality_run.py --name NAME [--recipe default] [--epochs 20] [--batch-size 64]
+           [--base-width 64] [--augment translation,cutout] [--augment-target 0.6] [--ema 0.999]
+           [--precision float32] [--seed 0] [--subset 500] [--keep-best digit_fd]
+           [--out runs/quality] [--results runs/quality/results.jsonl]
+
+Prints one JSON line (and appends it to --results): the judge's classifier score, confident
+share, coverage, class shares, digit FD, precision/recall and memorisation ratio of 1,000
+samples, the wall time and the last epoch's losses. `--subset N` trains on N digits, N/10 of
+each class, and adds the memorisation ratio against those N. `--keep-best` scores the best
+epoch's checkpoint and prints the last epoch's scores too.
+"""
+
+import argparse
+import json
+import os
+import shutil
+
+import numpy as np
+
+import dcgan_keras as dk
+from dcgan_keras.distances import memorisation_ratio
+from dcgan_keras.export import load_checkpoint
+from dcgan_keras.judge import evaluate_digits, judge_context
+from dcgan_keras.sampling import batched_forward, latent_vectors
+
+KEYS = ("classifier_score", "confident_fraction", "coverage", "digit_fd", "precision", "recall", "memorisation_ratio")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--name", required=True)
+    p.add_argument("--recipe", default="default", choices=tuple(dk.config.RECIPES))
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--base-width", type=int)
+    p.add_argument("--augment")
+    p.add_argument("--augment-target", type=float)
+    p.add_argument("--ema", type=float)
+    p.add_argument("--precision")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subset", type=int, default=0, help="a balanced subset of this many digits")
+    p.add_argument("--keep-best", default=None)
+    p.add_argument("--out", default="runs/quality")
+    p.add_argument("--results", default="runs/quality/results.jsonl")
+    a = p.parse_args(argv)
+
+    given = {"batch_size": a.batch_size, "base_width": a.base_width, "augment": a.augment,
+             "augment_target": a.augment_target, "precision": a.precision}
+    settings = {k: v for k, v in given.items() if v is not None}
+    if a.ema is not None:
+        settings["ema_decay"] = a.ema or None
+    config = dk.Config.from_recipe(a.recipe, image_size=32, channels=1, seed=a.seed, **settings)
+    dataset = "digits"
+    if a.subset:
+        images, labels = dk.load_digits()
+        dataset = images[np.concatenate([np.flatnonzero(labels == c)[: a.subset // 10] for c in range(10)])]
+    run_dir = os.path.join(a.out, a.name)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    extra = {"keep_best": a.keep_best, "evaluate_every": 2} if a.keep_best else {}
+    summary = dk.train(config, run_dir, dataset, epochs=a.epochs, export_dir=None, verbose=0, **extra)
+    context = judge_context(32)
+    sampler = summary["model"].sampler
+    out = {"name": a.name, "config": config.to_dict(), "epochs": a.epochs, "seconds": round(summary["seconds"], 1)}
+    if a.keep_best:
+        last = evaluate_digits(sampler, num=1000, seed=0, context=context)
+        out["last_epoch"] = {k: last[k] for k in KEYS}
+        out["best_epoch"] = summary["best_epoch"]
+        out["history"] = summary["history"][a.keep_best]
+        sampler = load_checkpoint(os.path.join(run_dir, "best.keras")).sampler
+    report = evaluate_digits(sampler, num=1000, seed=0, context=context)
+    out.update({k: report[k] for k in KEYS}, class_shares=report["class_shares"],
+               last_losses={k: v[-1] for k, v in summary["history"].items()})
+    if a.subset:
+        train_images = dk.data.preprocess(dataset[..., None], 32, 1).numpy()
+        samples = batched_forward(sampler, latent_vectors(len(train_images), config.latent_dim, seed=0))
+        out["memorisation_ratio_subset"] = memorisation_ratio(samples, train_images)
+    print(json.dumps(out))
+    os.makedirs(os.path.dirname(a.results) or ".", exist_ok=True)
+    with open(a.results, "a") as f:
+        f.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
