@@ -81,11 +81,13 @@ def test_a_folder_of_mixed_images_is_read_recursively(tmp_path):
     Image.fromarray(rng.integers(0, 256, (64, 64, 4), dtype=np.uint8)).save(tmp_path / "c.PNG")
     (tmp_path / "notes.txt").write_text("not an image")
     assert len(dk.data.list_image_files(tmp_path)) == 3
-    ds = dk.make_dataset(tmp_path, image_size=32, batch_size=3)
+    with pytest.warns(UserWarning, match="Ignored 1 file.*without an image extension.*notes.txt"):
+        ds = dk.make_dataset(tmp_path, image_size=32, batch_size=3)
     batch = _first(ds)
     assert batch.shape == (3, 32, 32, 3)
     assert -1.0 <= batch.min() and batch.max() <= 1.0
-    gray = _first(dk.make_dataset(tmp_path, image_size=32, channels=1, batch_size=3))
+    with pytest.warns(UserWarning, match="notes.txt"):
+        gray = _first(dk.make_dataset(tmp_path, image_size=32, channels=1, batch_size=3))
     assert gray.shape == (3, 32, 32, 1)
 
 
