@@ -214,7 +214,13 @@ def export_generator(model, base_dir, version: int | None = None, keep_precision
     os.makedirs(base_dir, exist_ok=True)
     tmp = target + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    archive.write_out(tmp, verbose=False)
+    logger = tf.get_logger()  # tf.saved_model logs "INFO: Assets written to ..." for every export
+    level = logger.level
+    logger.setLevel("WARNING")
+    try:
+        archive.write_out(tmp, verbose=False)
+    finally:
+        logger.setLevel(level)
     os.replace(tmp, target)
     return target
 
