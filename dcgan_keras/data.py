@@ -32,7 +32,6 @@ from importlib import resources
 import numpy as np
 from PIL import Image
 
-from dcgan_keras import _backend  # noqa: F401
 import tensorflow as tf
 
 from dcgan_keras.config import SUPPORTED_CHANNELS

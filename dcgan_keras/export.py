@@ -9,7 +9,6 @@ import zipfile
 
 import numpy as np
 
-from dcgan_keras import _backend  # noqa: F401
 import keras
 import tensorflow as tf
 
