@@ -281,20 +281,18 @@ def make_dataset(
 def _permuted(table: np.ndarray, seed: int | None, reshuffle: bool) -> tf.data.Dataset:
     """The elements of `table` in a random order: a new permutation every epoch when `reshuffle`.
 
-    The order is drawn in NumPy when an epoch starts (deterministic for a given
-    `seed`), and the elements stream from a generator: no shuffle buffer to
-    fill first, and no copy of the table in the dataset's graph (a table of
-    millions of paths would be serialised into it whenever an iterator starts).
+    One seed per iteration (`Dataset.random`, deterministic for a given `seed`)
+    drives one `stateless_shuffle` of all indices: no buffer to fill first.
     """
-    base = seed if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
-    epochs = itertools.count()
-    dtype = tf.string if table.dtype == object else tf.as_dtype(table.dtype)
+    table = tf.convert_to_tensor(table)
+    size = tf.shape(table, out_type=tf.int64)[0]
 
-    def order():
-        epoch = next(epochs) if reshuffle else 0
-        yield from table[np.random.default_rng([base, epoch]).permutation(len(table))]
+    @_plain
+    def order(epoch_seed):
+        permutation = tf.random.experimental.stateless_shuffle(tf.range(size), seed=tf.stack([epoch_seed, size]))
+        return tf.data.Dataset.from_tensor_slices(tf.gather(table, permutation))
 
-    return tf.data.Dataset.from_generator(order, output_signature=tf.TensorSpec((), dtype))
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle).take(1).flat_map(order)
 
 
 def _mixed(images: tf.data.Dataset, first: int, buffer: int, seed: int | None) -> tf.data.Dataset:
