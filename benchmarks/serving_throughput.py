@@ -63,7 +63,7 @@ def main(argv=None) -> None:
         config = dk.Config(image_size=args.image_size, channels=args.channels, base_width=args.base_width,
                            precision=precision, seed=0)
         generator = dk.build_generator(config)
-        z = np.random.default_rng(0).standard_normal((args.batch, config.latent_dim)).astype("float32")
+        z = dk.latent_vectors(args.batch, config.latent_dim, seed=0)
         with tempfile.TemporaryDirectory() as tmp:
             paths = {
                 "float32 (default)": dk.export_generator(generator, tmp),
