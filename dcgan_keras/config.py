@@ -36,6 +36,21 @@ def parse_policy(policy) -> tuple[str, ...]:
     return names
 
 
+def check_augmentation(augment, augment_target) -> tuple[str, ...]:
+    """The transforms of `augment` (`parse_policy`), after checking `augment_target` goes with them.
+
+    Raises:
+        ValueError: for an unknown transform, or a target outside (0, 1) or without a policy.
+    """
+    names = parse_policy(augment)
+    if augment_target is not None and not (0.0 < augment_target < 1.0 and names):
+        raise ValueError(
+            "augment_target must be in (0, 1) (ADA uses 0.6), with an augment policy to adapt. "
+            f"Received: augment_target={augment_target}, augment={augment!r}"
+        )
+    return names
+
+
 @dataclass
 class Config:
     """Hyper-parameters of a DCGAN, defaulting to Radford et al. (2016).
@@ -143,12 +158,7 @@ class Config:
                 "dtype policy; 'mixed_*' computes in 16 bits on float32 variables). "
                 f"Received: precision={self.precision!r}"
             )
-        parse_policy(self.augment)
-        if self.augment_target is not None and not (0.0 < self.augment_target < 1.0 and self.augment):
-            raise ValueError(
-                "augment_target must be in (0, 1) (ADA uses 0.6), with an augment policy to adapt. "
-                f"Received: augment_target={self.augment_target}, augment={self.augment!r}"
-            )
+        check_augmentation(self.augment, self.augment_target)
         for name in ("sync_batch_norm", "fast_layers"):
             value = getattr(self, name)
             if not isinstance(value, bool):

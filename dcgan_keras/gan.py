@@ -10,15 +10,20 @@ import keras
 import tensorflow as tf
 
 from dcgan_keras.augment import diff_augment
-from dcgan_keras.config import Config, parse_policy
+from dcgan_keras.config import Config, check_augmentation
 from dcgan_keras.distribute import multi_worker_step
 from dcgan_keras.networks import build_discriminator, build_generator
 from dcgan_keras.sampling import batched_forward, latent_vectors
 
 
 def paper_adam(config: Config | None = None) -> keras.optimizers.Adam:
-    """Adam with the paper's settings: learning rate 0.0002, beta_1 0.5."""
-    config = config or Config()
+    """Adam with the paper's settings (learning rate 0.0002, beta_1 0.5), or those of `config`.
+
+    Args:
+        config: anything with `learning_rate`, `beta_1` and `beta_2`: a
+            `Config` or a `DCGAN`; `None` takes the paper's.
+    """
+    config = Config() if config is None else config
     return keras.optimizers.Adam(
         learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2
     )
@@ -129,12 +134,7 @@ class DCGAN(keras.Model):
             )
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1) or None. Received: ema_decay={ema_decay}")
-        self._augment_policy = parse_policy(augment)
-        if augment_target is not None and not (0.0 < augment_target < 1.0 and self._augment_policy):
-            raise ValueError(
-                "augment_target must be in (0, 1) (ADA uses 0.6), with an augment policy to adapt. "
-                f"Received: augment_target={augment_target}, augment={augment!r}"
-            )
+        self._augment_policy = check_augmentation(augment, augment_target)
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = int(inferred)
@@ -235,8 +235,8 @@ class DCGAN(keras.Model):
             # empty, as it is in every backup (`save_weights`), so that restoring one
             # finds the same, empty state instead of building it with every weight.
             self.optimizer.build([])
-        d_optimizer = d_optimizer or self._adam()
-        g_optimizer = g_optimizer or self._adam()
+        d_optimizer = d_optimizer or paper_adam(self)
+        g_optimizer = g_optimizer or paper_adam(self)
         if auto_scale_loss:
             d_optimizer = _loss_scaled(d_optimizer, self.discriminator)
             g_optimizer = _loss_scaled(g_optimizer, self.generator)
@@ -244,9 +244,6 @@ class DCGAN(keras.Model):
         self.g_optimizer = g_optimizer
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
-
-    def _adam(self):
-        return keras.optimizers.Adam(learning_rate=self.learning_rate, beta_1=self.beta_1, beta_2=self.beta_2)
 
     def get_compile_config(self):
         if not hasattr(self, "d_optimizer"):
@@ -323,16 +320,16 @@ class DCGAN(keras.Model):
             seed = tf.random.fold_in(seed, context.replica_id_in_sync_group)  # as latent_noise
         return diff_augment(images, self._augment_policy, seed, self.augment_probability)
 
+    # Adaptive augmentation's speed: its probability can go from 0 to 1 in this many images.
+    ADAPT_IMAGES = 20_000
+
     def _adapt_augmentation(self, real_logits):
         # ADA's rule: r = E[sign(D(real))] above the target means D is
-        # overfitting the real images: augment more. The probability can go
-        # from 0 to 1 in ADAPT_IMAGES images.
+        # overfitting the real images: augment more.
         overfit = tf.reduce_mean(tf.sign(real_logits))
         batch_size = tf.cast(tf.shape(real_logits)[0], tf.float32)
         step = tf.sign(overfit - self.augment_target) * batch_size / self.ADAPT_IMAGES
         self.augment_probability.assign(tf.clip_by_value(self.augment_probability + step, 0.0, 1.0))
-
-    ADAPT_IMAGES = 20_000
 
     def _bce(self, logits, target):
         labels = tf.fill(tf.shape(logits), tf.cast(target, logits.dtype))

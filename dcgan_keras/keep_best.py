@@ -45,6 +45,12 @@ class KeepBest(keras.callbacks.Callback):
         self.best = math.inf if mode == "min" else -math.inf
         self.best_epoch = 0  # none yet
 
+    def restore(self, history: dict) -> None:
+        """Takes up the best score and epoch from a resumed run's history (`{key: [values per epoch]}`)."""
+        for epoch, value in enumerate(history.get(self.monitor, []), start=1):
+            if math.isfinite(value) and self._better(value):
+                self.best, self.best_epoch = value, epoch
+
     def _better(self, value: float) -> bool:
         return value < self.best if self.mode == "min" else value > self.best
 

@@ -205,11 +205,22 @@ def train(
     _prepare_run_dir(run_dir, replaced, {**record, "epochs": epochs})
     initial_epoch = restore_backup(gan, os.path.join(run_dir, "backup")) if resume else 0
     interrupt = GracefulInterrupt()
-    best = _keep_best_callbacks(keep_best, evaluate_every, gan, ds, config, run_dir) if keep_best else []
+    best = []
+    if keep_best:
+        # Reference images from a pipeline of their own: reading the training one
+        # before fit would leave its cache half written.
+        reference = make_dataset(
+            dataset, image_size=config.image_size, channels=config.channels, batch_size=config.batch_size,
+            seed=config.seed, data_dir=data_dir, cache="off",
+        )
+        best = _keep_best_callbacks(keep_best, evaluate_every, gan, reference, config, run_dir)
     all_callbacks = _run_callbacks(
         config, run_dir, interrupt, [*(callbacks or []), *best], initial_epoch if resume else None,
         sample_every, tensorboard,
     )
+    history_csv = os.path.join(run_dir, "history.csv")
+    if best and resume and os.path.exists(history_csv):  # the best epoch so far, of the backed-up epochs
+        best[-1].restore(read_history_csv(history_csv))
     history, seconds, steps = _fit(gan, ds, epochs, initial_epoch, all_callbacks, verbose, interrupt, run_dir)
     exported = gan
     if best and best[-1].best_epoch:
@@ -227,13 +238,16 @@ def train(
     }
 
 
-def _keep_best_callbacks(metric: str, every: int, gan, ds, config: Config, run_dir: str) -> list:
-    """An `EvaluationCallback` that logs `metric` and the `KeepBest` that keeps its best epoch."""
+def _keep_best_callbacks(metric: str, every: int, gan, reference, config: Config, run_dir: str) -> list:
+    """An `EvaluationCallback` that logs `metric` and the `KeepBest` that keeps its best epoch.
+
+    `reference` is a dataset of real images (for "fid" and "d_fd"; digits use the bundled ones).
+    """
     if metric == "digit_fd":
         _, _, feature_fn = judge_context(config.image_size)
         real = real_digits(config.image_size)
     else:
-        real = np.concatenate([batch.numpy() for batch in ds.take(max(1, 2048 // config.batch_size))])
+        real = np.concatenate([batch.numpy() for batch in reference.take(max(1, 2048 // config.batch_size))])
         feature_fn = inception_features() if metric == "fid" else discriminator_features(gan.discriminator)
     score = frechet_metric(real, feature_fn) if metric != "d_fd" else (lambda images: fid(real, images, feature_fn))
     return [

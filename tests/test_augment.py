@@ -108,7 +108,8 @@ def test_train_step_augments_real_and_fake_images_in_all_three_discriminator_pas
     assert seen[0][0] is real
     for before, after in seen:
         assert before.shape == after.shape
-    # The discriminator's gradient for G flows through the augmentation of the fakes.
+        assert not np.array_equal(before.numpy(), after.numpy())  # each batch D sees is transformed
+    # The policy is saved with the model.
     gan2 = dk.DCGAN.from_paper_config(tiny_config.replace(augment="cutout"))
     assert gan2.get_config()["augment"] == "cutout"
 

@@ -44,6 +44,15 @@ def test_keep_best_in_max_mode_keeps_the_highest_score(tiny_config, tmp_path):
     assert (callback.best, callback.best_epoch, logs["best_epoch"]) == (3.0, 2, 2)
 
 
+def test_keep_best_resumes_from_the_best_epoch_of_the_history_and_keeps_it_against_a_worse_one(tmp_path):
+    callback = KeepBest(tmp_path / "best.keras", monitor="score")
+    callback.restore({"score": [5.0, math.nan, 3.0, 4.0], "d_loss": [1.0, 1.0, 1.0, 1.0]})
+    assert (callback.best, callback.best_epoch) == (3.0, 3)
+    logs = {"score": 3.5}
+    callback.on_epoch_end(4, logs)  # epoch 5 scores worse: nothing saved, epoch 3 stays the best
+    assert logs["best_epoch"] == 3 and not (tmp_path / "best.keras").exists()
+
+
 def test_keep_best_says_which_callback_is_missing_and_refuses_an_unknown_mode(tmp_path):
     callback = KeepBest(tmp_path / "best.keras", monitor="digit_fd")
     with pytest.raises(KeyError, match="EvaluationCallback.*Received: monitor='digit_fd'"):

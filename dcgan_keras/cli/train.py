@@ -41,7 +41,7 @@ _CONFIG_FLAGS = (
     ("--label-smoothing", "label_smoothing", float, "one-sided smoothing of real targets"),
     ("--ema", "ema_decay", float, "moving average of the generator's weights for sampling; 0 turns it off"),
     ("--augment", "augment", _policy,
-     f"DiffAugment policy, a comma-separated list of {', '.join(AUGMENTATIONS)} (docs/data.md)"),
+     f"DiffAugment policy, a comma-separated list of {', '.join(AUGMENTATIONS)} (docs/quality.md)"),
     ("--augment-target", "augment_target", float,
      "adapt the share of augmented images so that this fraction of real logits is positive (ADA: 0.6)"),
     ("--seed", "seed", int, "seed of the model's one random source"),
