@@ -4,10 +4,12 @@ For each N, a folder of N generated JPEGs (made once, kept under --root) is read
 at 64x64 by `make_dataset` (cache="auto": in memory up to 512 MiB of uint8, else
 read again every epoch) and, when torch and torchvision are installed, by
 torchvision's ImageFolder + DataLoader(num_workers=2, batch_size=128,
-shuffle=True). Only the input is timed, no training. Each measurement runs in a
-fresh process, so its peak memory is its own: the main process's peak RSS plus
-its DataLoader workers' (each worker's VmHWM, sampled while it runs), and the
-peak PSS of all of them together (shared pages counted once).
+shuffle=True). Only the input is timed, no training. Before each loader every
+file is read once (a warm page cache for both), and the loaders take turns
+going first. Each measurement runs in a fresh process, so its peak memory is
+its own: the main process's peak RSS plus its DataLoader workers' (each
+worker's VmHWM, sampled while it runs), and the peak PSS of all of them
+together (shared pages counted once).
 
     python benchmarks/data_scale.py --sizes 10000 50000 100000 200000 --max-batches 200
 """
@@ -81,6 +83,15 @@ def make_folder(root: str, count: int, side: int) -> str:
                 pool.map(_write_images, chunks)
         open(done, "w").close()
     return folder
+
+
+def warm_page_cache(folder: str) -> None:
+    """Reads every file of `folder` once, so that no loader pays for a cold disk the other did not."""
+    for root, _, names in os.walk(folder):
+        for name in names:
+            with open(os.path.join(root, name), "rb") as f:
+                while f.read(1 << 20):
+                    pass
 
 
 def _measure(batches, max_batches: int | None, epochs: int = 2) -> dict:
@@ -239,17 +250,21 @@ def main() -> None:
         print(json.dumps(result))
         return
     rows = []
-    for count in args.sizes:
+    for turn, count in enumerate(args.sizes):
         start = time.perf_counter()
         folder = make_folder(args.root, count, args.side)
         print(f"# {count} JPEGs of {args.side}x{args.side} in {folder} ({time.perf_counter() - start:.0f} s)", flush=True)
-        for loader in args.loaders:
+        # Alternate which loader goes first, and read every file before each one, so
+        # that both start from the same (warm) page cache.
+        order = args.loaders if turn % 2 == 0 else args.loaders[::-1]
+        for loader in order:
             if loader == "torchvision":
                 try:
                     import torchvision  # noqa: F401
                 except ImportError:
                     print("# torchvision is not installed: skipped", flush=True)
                     continue
+            warm_page_cache(folder)
             command = [sys.executable, __file__, "--one", loader, folder, str(count)]
             if args.max_batches:
                 command += ["--max-batches", str(args.max_batches)]

@@ -247,14 +247,17 @@ def make_dataset(
     # written, without autograph's conversion (seconds before the first batch).
     fit = _plain(lambda element: _fit(src.load(element), image_size, channels, src.dtype))
 
-    if shuffle and src.indexable:
+    if src.indexable:
         # One permutation of all files (indices) per epoch, made in one op: the
         # first file is read at once. A cache keeps the first pass's order: the
         # list is reshuffled every epoch only when streaming.
-        elements = _permuted(table, seed, reshuffle=(mode == "off"))
-    elif src.indexable:
-        elements = tf.data.Dataset.from_tensor_slices(table)
-    images = _read(elements, fit, src) if src.may_fail else elements.map(fit, num_parallel_calls=tf.data.AUTOTUNE)
+        orders = _epoch_orders(table, seed, reshuffle=(mode == "off")) if shuffle else tf.data.Dataset.from_tensors(table)
+        if src.may_fail:
+            images = orders.flat_map(_plain(lambda paths: _decode_files(paths, fit, src.failures)))
+        else:
+            images = orders.flat_map(tf.data.Dataset.from_tensor_slices).map(fit, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        images = elements.map(fit, num_parallel_calls=tf.data.AUTOTUNE)
     if mode == "memory":
         images = images.cache()
     elif mode != "off":
@@ -278,8 +281,8 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _permuted(table: np.ndarray, seed: int | None, reshuffle: bool) -> tf.data.Dataset:
-    """The elements of `table` in a random order: a new permutation every epoch when `reshuffle`.
+def _epoch_orders(table: np.ndarray, seed: int | None, reshuffle: bool) -> tf.data.Dataset:
+    """`table` in a random order, as one tensor an epoch: a new permutation every epoch when `reshuffle`.
 
     One seed per iteration (`Dataset.random`, deterministic for a given `seed`)
     drives one `stateless_shuffle` of all indices: no buffer to fill first.
@@ -290,7 +293,7 @@ def _permuted(table: np.ndarray, seed: int | None, reshuffle: bool) -> tf.data.D
     @_plain
     def order(epoch_seed):
         permutation = tf.random.experimental.stateless_shuffle(tf.range(size), seed=tf.stack([epoch_seed, size]))
-        return tf.data.Dataset.from_tensor_slices(tf.gather(table, permutation))
+        return tf.data.Dataset.from_tensors(tf.gather(table, permutation))
 
     return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle).take(1).flat_map(order)
 
@@ -553,7 +556,7 @@ def _list_folder(folder) -> tuple[list[str], list[str]]:
     for root, _, names in os.walk(folder):
         for name in names:
             path = os.path.join(root, name)
-            (files if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS else others).append(path)
+            (files if name.lower().endswith(IMAGE_EXTENSIONS) else others).append(path)
     return sorted(files), sorted(others)
 
 
@@ -695,15 +698,8 @@ def folder_images(folder, image_size: int | None = None, skip_errors: bool = Tru
     scan = scan_image_folder(folder, image_size)
     _warn_about(scan, folder, image_size)
 
-    def read(path):
-        # Always decoded as RGB (preprocess converts to gray): libjpeg cannot
-        # turn CMYK JPEGs into one channel directly.
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
-        return image
-
     ds = tf.data.Dataset.from_tensor_slices(scan.readable).map(
-        read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        _read_rgb, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
     return (ds.ignore_errors(log_warning=True) if skip_errors else ds), scan.readable
 
@@ -760,12 +756,17 @@ class UnreadableFiles:
         self.paths: list[str] = []
         self._lock = threading.Lock()
 
-    def record(self, path) -> bool:
-        """Records a file that failed (a `tf.py_function`); returns False (drop it)."""
-        path = path.numpy().decode() if hasattr(path, "numpy") else os.fspath(path)
+    def record_all(self, paths) -> bool:
+        """Records files that failed (a `tf.py_function` of a 1-D string tensor); returns True."""
+        for path in paths.numpy():
+            self.record(path.decode())
+        return True
+
+    def record(self, path: str) -> None:
+        """Records one file that failed, logging it if it is new."""
         with self._lock:
             if path in self.paths:
-                return False
+                return
             self.paths.append(path)
             count = len(self.paths)
         if count <= 5 or math.log10(count).is_integer():
@@ -775,7 +776,6 @@ class UnreadableFiles:
                 "length. %d such file(s) so far; fix or remove them (dcgan_keras.data.scan_image_folder "
                 "lists them all).", self.folder, os.path.relpath(path, self.folder), count,
             )
-        return False
 
 
 def _read_rgb(path: tf.Tensor) -> tf.Tensor:
@@ -786,23 +786,33 @@ def _read_rgb(path: tf.Tensor) -> tf.Tensor:
     return image
 
 
-def _read(paths: tf.data.Dataset, fit: Callable, src: _Source) -> tf.data.Dataset:
-    """Decodes files in parallel; a file that fails is recorded in `src.failures` and dropped."""
-    def one(path):
-        # One file as a dataset of one (image, ok) element: (image, True) when it
-        # decodes, else (zeros, False): ignore_errors drops the failed decode and
-        # the fallback element after it takes its place.
-        decoded = tf.data.Dataset.from_tensors(path).map(_plain(lambda p: (fit(p), True))).ignore_errors()
-        spec = decoded.element_spec[0]
-        fallback = tf.data.Dataset.from_tensors((tf.zeros([d or 1 for d in spec.shape], spec.dtype), False))
-        return decoded.concatenate(fallback).take(1).map(_plain(lambda image, ok: (path, image, ok)))
+def _decode_files(paths: tf.Tensor, fit: Callable, failures: UnreadableFiles) -> tf.data.Dataset:
+    """The images of `paths` (1-D), decoded in parallel and in order; a file that fails is dropped.
+
+    `ignore_errors` drops a failed decode. Every image carries its file's
+    position, so a gap in the positions names the files that failed, which
+    are recorded in `failures` (an end marker closes a gap at the end).
+    """
+    count = tf.size(paths, out_type=tf.int64)
+    decoded = tf.data.Dataset.range(count).map(
+        _plain(lambda k: (k, fit(paths[k]))), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    ).ignore_errors()
+    spec = decoded.element_spec[1]
+    end = tf.data.Dataset.from_tensors((count, tf.zeros(spec.shape, spec.dtype)))
 
     @_plain
-    def keep(path, image, ok):
-        return tf.cond(ok, lambda: tf.constant(True), lambda: tf.py_function(src.failures.record, [path], tf.bool))
+    def check(expected, element):
+        k, image = element
+        recorded = tf.cond(
+            k > expected,
+            lambda: tf.py_function(failures.record_all, [paths[expected:k]], tf.bool),
+            lambda: tf.constant(True),
+        )
+        with tf.control_dependencies([recorded]):
+            return k + 1, (tf.identity(k), image)
 
-    images = paths.interleave(_plain(one), num_parallel_calls=tf.data.AUTOTUNE)
-    return images.filter(keep).map(_plain(lambda path, image, ok: image))
+    checked = decoded.concatenate(end).scan(tf.constant(0, tf.int64), check)
+    return checked.filter(_plain(lambda k, image: k < count)).map(_plain(lambda k, image: image))
 
 
 def _folder_source(folder: str, image_size: int | None) -> _Source:
