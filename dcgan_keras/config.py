@@ -63,6 +63,9 @@ class Config:
             (`ngf`/`ndf` in the PyTorch example); widths double per stage.
         batch_size: images per step (the paper uses 128).
         learning_rate: Adam learning rate of both networks (paper: 0.0002).
+        g_learning_rate: the generator's own Adam learning rate, when it
+            differs from the discriminator's (two time scales, Heusel et al.
+            2017); `None` = `learning_rate`, as in the paper.
         beta_1: Adam's first-moment decay (paper: 0.5; 0.9 oscillated).
         beta_2: Adam's second-moment decay.
         leaky_slope: slope of the discriminator's LeakyReLU (paper: 0.2).
@@ -106,6 +109,7 @@ class Config:
     base_width: int = 64
     batch_size: int = 128
     learning_rate: float = 2e-4
+    g_learning_rate: float | None = None
     beta_1: float = 0.5
     beta_2: float = 0.999
     leaky_slope: float = 0.2
@@ -138,10 +142,12 @@ class Config:
                 raise ValueError(
                     f"{name} must be a positive integer. Received: {name}={value!r}"
                 )
-        if not self.learning_rate > 0:
-            raise ValueError(
-                f"learning_rate must be positive. Received: learning_rate={self.learning_rate}"
-            )
+        rates = {"learning_rate": self.learning_rate}
+        if self.g_learning_rate is not None:  # None: the generator's is learning_rate
+            rates["g_learning_rate"] = self.g_learning_rate
+        for name, value in rates.items():
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"{name} must be positive. Received: {name}={value}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(
                 "label_smoothing must be in [0, 1). "

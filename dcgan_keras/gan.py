@@ -16,17 +16,20 @@ from dcgan_keras.networks import build_discriminator, build_generator
 from dcgan_keras.sampling import batched_forward, latent_vectors
 
 
-def paper_adam(config: Config | None = None) -> keras.optimizers.Adam:
+def paper_adam(config: Config | None = None, generator: bool = False) -> keras.optimizers.Adam:
     """Adam with the paper's settings (learning rate 0.0002, beta_1 0.5), or those of `config`.
 
     Args:
         config: anything with `learning_rate`, `beta_1` and `beta_2`: a
             `Config` or a `DCGAN`; `None` takes the paper's.
+        generator: the generator's optimizer: its learning rate is
+            `config.g_learning_rate` when that is set.
     """
     config = Config() if config is None else config
-    return keras.optimizers.Adam(
-        learning_rate=config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2
-    )
+    learning_rate = config.learning_rate
+    if generator and getattr(config, "g_learning_rate", None) is not None:
+        learning_rate = config.g_learning_rate
+    return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
 
 
 def _computes_in_float16(model: keras.Model) -> bool:
@@ -49,8 +52,8 @@ def _loss_scaled(optimizer, model: keras.Model):
 
 # The DCGAN arguments a Config sets and get_config saves (besides the two networks).
 _SETTINGS = (
-    "latent_dim", "label_smoothing", "ema_decay", "seed", "learning_rate", "beta_1", "beta_2", "augment",
-    "augment_target",
+    "latent_dim", "label_smoothing", "ema_decay", "seed", "learning_rate", "g_learning_rate", "beta_1", "beta_2",
+    "augment", "augment_target",
 )
 
 
@@ -82,6 +85,8 @@ class DCGAN(keras.Model):
         seed: seed of the one random source that draws z during training.
         learning_rate: learning rate of the Adam optimizers `compile` makes
             when none are given (paper: 0.0002).
+        g_learning_rate: the generator's, if other than `learning_rate`
+            (two time scales); `None`: `learning_rate`.
         beta_1: their first-moment decay (paper: 0.5).
         beta_2: their second-moment decay.
         augment: a DiffAugment policy (`dcgan_keras.augment`), e.g.
@@ -113,6 +118,7 @@ class DCGAN(keras.Model):
         ema_decay: float | None = None,
         seed: int | None = None,
         learning_rate: float = 2e-4,
+        g_learning_rate: float | None = None,
         beta_1: float = 0.5,
         beta_2: float = 0.999,
         augment: str | None = None,
@@ -142,6 +148,7 @@ class DCGAN(keras.Model):
         self.ema_decay = ema_decay
         self.seed = seed
         self.learning_rate = float(learning_rate)
+        self.g_learning_rate = None if g_learning_rate is None else float(g_learning_rate)
         self.beta_1 = float(beta_1)
         self.beta_2 = float(beta_2)
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -209,7 +216,8 @@ class DCGAN(keras.Model):
 
     def compile(self, d_optimizer=None, g_optimizer=None, auto_scale_loss: bool = True, **kwargs):
         """Configures training; both optimizers default to the paper's Adam
-        (with the model's `learning_rate`, `beta_1` and `beta_2`).
+        (with the model's `learning_rate`, `beta_1` and `beta_2`; the
+        generator's with `g_learning_rate` when that is set).
 
         Call it inside `strategy.scope()` when training with `tf.distribute`.
         The optimizers' variables are created here, before `fit`, so that a
@@ -236,7 +244,7 @@ class DCGAN(keras.Model):
             # finds the same, empty state instead of building it with every weight.
             self.optimizer.build([])
         d_optimizer = d_optimizer or paper_adam(self)
-        g_optimizer = g_optimizer or paper_adam(self)
+        g_optimizer = g_optimizer or paper_adam(self, generator=True)
         if auto_scale_loss:
             d_optimizer = _loss_scaled(d_optimizer, self.discriminator)
             g_optimizer = _loss_scaled(g_optimizer, self.generator)

@@ -1,7 +1,8 @@
 """Trains the digits job with one set of levers and scores it with the digit judge (docs/quality.md).
 
 Usage: python reports/quality_run.py --name NAME [--recipe default] [--epochs 20] [--batch-size 64]
-           [--base-width 64] [--augment translation,cutout] [--augment-target 0.6] [--ema 0.999]
+           [--base-width 64] [--learning-rate 2e-4] [--g-learning-rate 4e-4] [--augment translation,cutout]
+           [--augment-target 0.6] [--ema 0.999] [--label-smoothing 0.1]
            [--precision float32] [--seed 0] [--subset 500] [--keep-best digit_fd]
            [--out runs/quality] [--results runs/quality/results.jsonl]
 
@@ -35,6 +36,9 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--base-width", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--g-learning-rate", type=float)
+    p.add_argument("--label-smoothing", type=float)
     p.add_argument("--augment")
     p.add_argument("--augment-target", type=float)
     p.add_argument("--ema", type=float)
@@ -46,7 +50,8 @@ def main(argv=None):
     p.add_argument("--results", default="runs/quality/results.jsonl")
     a = p.parse_args(argv)
 
-    given = {"batch_size": a.batch_size, "base_width": a.base_width, "augment": a.augment,
+    given = {"batch_size": a.batch_size, "base_width": a.base_width, "learning_rate": a.learning_rate,
+             "g_learning_rate": a.g_learning_rate, "label_smoothing": a.label_smoothing, "augment": a.augment,
              "augment_target": a.augment_target, "precision": a.precision}
     settings = {k: v for k, v in given.items() if v is not None}
     if a.ema is not None:

@@ -63,6 +63,13 @@ def test_compile_defaults_to_the_paper_adam_and_builds_optimizer_state(tiny_conf
     for optimizer in (tuned.d_optimizer, tuned.g_optimizer):
         assert float(optimizer.learning_rate) == pytest.approx(1e-3)
         assert optimizer.beta_1 == pytest.approx(0.7)
+    # Two time scales: the generator's own learning rate, the discriminator's unchanged.
+    two = dk.DCGAN.from_paper_config(tiny_config.replace(g_learning_rate=4e-4))
+    two.compile()
+    assert float(two.d_optimizer.learning_rate) == pytest.approx(2e-4)
+    assert float(two.g_optimizer.learning_rate) == pytest.approx(4e-4)
+    with pytest.raises(ValueError, match=r"Received: g_learning_rate=0"):
+        tiny_config.replace(g_learning_rate=0)
 
 
 def test_ema_generator_starts_equal_and_follows_the_generator(tiny_config):
@@ -165,9 +172,9 @@ def test_a_checkpoint_saved_by_version_0_1_loads_and_generates_the_same_images()
 
 
 def test_from_config_is_keras_deserialisation_and_a_config_goes_to_from_paper_config(tiny_config):
-    gan = dk.DCGAN.from_paper_config(tiny_config.replace(learning_rate=1e-3, beta_2=0.99))
+    gan = dk.DCGAN.from_paper_config(tiny_config.replace(learning_rate=1e-3, g_learning_rate=2e-3, beta_2=0.99))
     rebuilt = dk.DCGAN.from_config(gan.get_config())
-    assert (rebuilt.learning_rate, rebuilt.beta_1, rebuilt.beta_2) == (1e-3, 0.5, 0.99)
+    assert (rebuilt.learning_rate, rebuilt.g_learning_rate, rebuilt.beta_1, rebuilt.beta_2) == (1e-3, 2e-3, 0.5, 0.99)
     with pytest.warns(DeprecationWarning, match="from_paper_config"):
         old_style = dk.DCGAN.from_config(tiny_config)
     assert old_style.generator.output_shape == gan.generator.output_shape

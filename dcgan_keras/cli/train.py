@@ -37,6 +37,8 @@ _CONFIG_FLAGS = (
     ("--latent-dim", "latent_dim", int, "size of the noise vector z"),
     ("--base-width", "base_width", int, "width of the networks' widest-resolution layer"),
     ("--learning-rate", "learning_rate", float, "Adam's learning rate, both networks"),
+    ("--g-learning-rate", "g_learning_rate", float,
+     "the generator's own learning rate, if other than --learning-rate (two time scales)"),
     ("--beta1", "beta_1", float, "Adam's first-moment decay"),
     ("--label-smoothing", "label_smoothing", float, "one-sided smoothing of real targets"),
     ("--ema", "ema_decay", float, "moving average of the generator's weights for sampling; 0 turns it off"),
