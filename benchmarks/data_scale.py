@@ -11,7 +11,7 @@ its own: the main process's peak RSS plus its DataLoader workers' (each
 worker's VmHWM, sampled while it runs), and the peak PSS of all of them
 together (shared pages counted once).
 
-    python benchmarks/data_scale.py --sizes 10000 50000 100000 200000 --max-batches 200
+    python benchmarks/data_scale.py --sizes 10000 50000 100000 200000 --max-batches 200 --repeats 3
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -231,6 +232,15 @@ def _peak_rss(sampler: MemorySampler) -> dict:
     }
 
 
+def _median(results: list[dict]) -> dict:
+    """One row of `results` (runs of one loader), each number the median of its runs."""
+    row = dict(results[0], runs=len(results))
+    for key, value in row.items():
+        if isinstance(value, float):
+            row[key] = statistics.median(r[key] for r in results)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 200_000])
@@ -242,6 +252,8 @@ def main() -> None:
                         help="time only the first M batches of each epoch of a loader that streams "
                              "(ours when the images do not fit the cache budget, torchvision always); "
                              "a loader that fills a cache in epoch 1 still runs its epochs in full")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of each loader per N (taking turns to go first); the table shows medians")
     parser.add_argument("--one", nargs=3, metavar=("LOADER", "FOLDER", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -259,34 +271,37 @@ def main() -> None:
         print(json.dumps(result))
         return
     rows = []
-    for turn, count in enumerate(args.sizes):
+    for count in args.sizes:
         start = time.perf_counter()
         folder = make_folder(args.root, count, args.side)
         print(f"# {count} JPEGs of {args.side}x{args.side} in {folder} ({time.perf_counter() - start:.0f} s)", flush=True)
-        # Alternate which loader goes first, and read every file before each one, so
-        # that both start from the same (warm) page cache.
-        order = args.loaders if turn % 2 == 0 else args.loaders[::-1]
-        for loader in order:
-            if loader == "torchvision":
-                try:
-                    import torchvision  # noqa: F401
-                except ImportError:
-                    print("# torchvision is not installed: skipped", flush=True)
+        runs = {}
+        for repeat in range(args.repeats):
+            # The loaders take turns going first, and every file is read before each
+            # one, so that both start from the same (warm) page cache.
+            for loader in args.loaders if repeat % 2 == 0 else args.loaders[::-1]:
+                if loader == "torchvision":
+                    try:
+                        import torchvision  # noqa: F401
+                    except ImportError:
+                        print("# torchvision is not installed: skipped", flush=True)
+                        continue
+                warm_page_cache(folder)
+                command = [sys.executable, __file__, "--one", loader, folder, str(count)]
+                if args.max_batches:
+                    command += ["--max-batches", str(args.max_batches)]
+                out = subprocess.run(command, capture_output=True, text=True)
+                if out.returncode:
+                    print(f"# {loader} at {count} failed: {out.stderr[-2000:]}", flush=True)
                     continue
-            warm_page_cache(folder)
-            command = [sys.executable, __file__, "--one", loader, folder, str(count)]
-            if args.max_batches:
-                command += ["--max-batches", str(args.max_batches)]
-            out = subprocess.run(command, capture_output=True, text=True)
-            if out.returncode:
-                print(f"# {loader} at {count} failed: {out.stderr[-2000:]}", flush=True)
-                continue
-            result = {"loader": loader, "n": count, **json.loads(out.stdout.strip().splitlines()[-1])}
-            rows.append(result)
-            print(json.dumps(result), flush=True)
+                result = {"loader": loader, "n": count, **json.loads(out.stdout.strip().splitlines()[-1])}
+                runs.setdefault(loader, []).append(result)
+                print(json.dumps(result), flush=True)
+        rows += [_median(results) for results in runs.values()]
     full = "every batch of each epoch"
     timed = f"the first {args.max_batches} batches of each epoch when streamed, {full} when cached" if args.max_batches else full
-    print(f"\nBatches of {BATCH} at {IMAGE_SIZE}x{IMAGE_SIZE}; images/s over {timed}.")
+    print(f"\nBatches of {BATCH} at {IMAGE_SIZE}x{IMAGE_SIZE}; images/s over {timed}; "
+          f"each number the median of {args.repeats} run(s).")
     print("Peak RSS: the main process's ru_maxrss plus the largest sum of its live worker processes' "
           "VmHWM (/proc/PID/status, sampled every 0.1 s; ours has none). Peak PSS: the largest sampled "
           "sum of /proc/PID/smaps_rollup Pss over the process and its workers.")
