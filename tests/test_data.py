@@ -306,3 +306,27 @@ def test_two_workers_read_disjoint_shares_of_a_folder(tmp_path):
     seen = [set(r["ids"]) for r in reports]
     assert seen[0].isdisjoint(seen[1]) and seen[0] | seen[1] == set(range(36))
     assert all(len(s) == 18 for s in seen)
+
+
+def test_large_jpegs_are_decoded_at_reduced_scale_to_nearly_the_same_images(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "f"
+    folder.mkdir()
+    sides = (40, 90, 200, 700)  # short sides: at image size 32, whole, then 1/2, 1/4 and 1/8
+    for side in sides:
+        small = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)  # smooth, as photos are at this scale
+        Image.fromarray(small).resize((side, side * 4 // 3), Image.BILINEAR).save(folder / f"{side:04d}.jpg", quality=92)
+    for side, expected in zip(sides, (40, 45, 50, 88)):  # libjpeg rounds up: 700 / 8 -> 88
+        path = tf.constant(str(folder / f"{side:04d}.jpg"))
+        assert dk.data._read_rgb(path, image_size=32).shape[1] == expected  # the largest ratio keeping >= 32
+        assert dk.data._read_rgb(path).shape[1] == side  # no size given: decoded whole
+    ds = dk.make_dataset(str(folder), image_size=32, channels=3, batch_size=4, shuffle=False, cache="off")
+    reduced = next(iter(ds)).numpy()
+    whole = np.stack([
+        dk.data.preprocess(dk.data._read_rgb(tf.constant(str(folder / f"{side:04d}.jpg")))[None], 32, 3)[0].numpy()
+        for side in sides
+    ])
+    assert reduced.shape == whole.shape == (4, 32, 32, 3)
+    difference = np.abs(reduced - whole) * 127.5  # in 0-255 levels
+    assert difference[0].max() <= 0.5  # too small to reduce: the same decode, rounded to uint8 levels
+    assert difference.mean() < 2.0 and difference.max() < 16.0
