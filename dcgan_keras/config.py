@@ -211,5 +211,5 @@ class Config:
 # Named starting points for `Config.from_recipe` and `train --recipe`.
 RECIPES = {
     "paper": {},  # Config's own defaults are the paper's
-    "default": {"batch_size": 64, "ema_decay": 0.999},
+    "default": {"batch_size": 64, "ema_decay": 0.999, "g_learning_rate": 8e-4},
 }

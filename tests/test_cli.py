@@ -69,7 +69,7 @@ def test_train_recipe_paper_gives_the_papers_config_and_default_the_cli_recipe()
     assert (Config().batch_size, Config().ema_decay) == (128, None)
     default = _config()
     assert default == Config.from_recipe("default", channels=1)
-    assert (default.batch_size, default.ema_decay) == (64, 0.999)
+    assert (default.batch_size, default.ema_decay, default.g_learning_rate) == (64, 0.999, 8e-4)
 
 
 def test_train_flags_override_the_recipe():
@@ -93,6 +93,7 @@ def test_train_help_shows_each_recipes_value():
     help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
     assert "(default: 64 (paper: 128))" in help_text
     assert "(default: 0.999 (paper: off))" in help_text
+    assert "(default: 0.0008 (paper: as --learning-rate))" in help_text  # --g-learning-rate
     assert all(name in help_text for name in AUGMENTATIONS)
 
 

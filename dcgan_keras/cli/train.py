@@ -56,8 +56,14 @@ def _dest(flag: str) -> str:
     return flag[2:].replace("-", "_")  # argparse's name: --beta1 -> args.beta1
 
 
-def _shown(value) -> str:
-    if isinstance(value, bool) or value is None:
+# How help shows a field whose None means something other than "off".
+_NONE_SHOWN = {"g_learning_rate": "as --learning-rate"}
+
+
+def _shown(value, none: str = "off") -> str:
+    if value is None:
+        return none
+    if isinstance(value, bool):
         return "on" if value else "off"
     return str(value)
 
@@ -66,15 +72,16 @@ def _recipe_default(field: str) -> str:
     """`"default: 64 (paper: 128)"`: the value of each recipe, the default recipe first."""
     values = {name: getattr(Config.from_recipe(name), field) for name in RECIPES}
     default = values.pop("default")
-    others = [f"{name}: {_shown(value)}" for name, value in values.items() if value != default]
-    return f"default: {_shown(default)}" + (f" ({', '.join(others)})" if others else "")
+    none = _NONE_SHOWN.get(field, "off")
+    others = [f"{name}: {_shown(value, none)}" for name, value in values.items() if value != default]
+    return f"default: {_shown(default, none)}" + (f" ({', '.join(others)})" if others else "")
 
 
 def register(subparsers):
     p = subparsers.add_parser("train", help="train a DCGAN and export its generator")
     p.add_argument("--recipe", default="default", choices=tuple(RECIPES),
                    help="hyper-parameters to start from: 'paper' is Radford et al.'s, 'default' changes "
-                        "what measured better on the digits (batch 64, EMA); the flags below override it")
+                        "what measured better on the digits (batch 64, EMA, a faster generator); the flags below override it")
     p.add_argument("--dataset", default="digits",
                    help="'digits' (bundled MNIST), 'tfds:NAME[:SPLIT]', or a folder of images")
     p.add_argument("--channels", type=int, default=None,
