@@ -254,7 +254,7 @@ def test_train_command_takes_strategy_precision_and_sync_batch_norm():
     )
     assert (args.strategy, args.precision, args.sync_batch_norm) == ("multi-worker", "mixed_bfloat16", True)
     defaults = build_parser().parse_args(["train"])
-    assert (defaults.strategy, defaults.precision, defaults.sync_batch_norm) == ("default", "float32", False)
+    assert (defaults.strategy, defaults.precision, defaults.sync_batch_norm) == ("default", None, False)  # the recipe's
     assert distribute.STRATEGIES == ("default", "mirrored", "multi-worker", "tpu")  # the CLI's choices
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--strategy", "gpus"])

@@ -105,3 +105,24 @@ def test_precision_survives_a_keras_file_round_trip(tiny_config, tmp_path):
     plain.compile()
     assert plain.generator.get_layer("up1").compute_dtype == "float32"
     assert isinstance(plain.g_optimizer, keras.optimizers.Adam)
+
+
+def test_auto_precision_is_bfloat16_on_a_cpu_with_bfloat16_instructions_and_no_gpu(monkeypatch, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        return real_open(cpuinfo if path == "/proc/cpuinfo" else path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    for flags, expected in (("fpu avx512f avx512_bf16 sse", "mixed_bfloat16"), ("fpu amx_bf16", "mixed_bfloat16"),
+                            ("fpu avx512f avx2", "float32")):
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert dk.Config(precision="auto").precision == expected
+        assert dk.Config.from_recipe("default").precision == expected  # the default recipe's choice
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: avx512_bf16\n")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["a GPU"] if kind == "GPU" else [])
+    assert dk.Config(precision="auto").precision == "float32"  # a GPU: not measured, so float32
+    assert dk.Config.from_recipe("paper").precision == "float32"
+    with pytest.raises(ValueError, match=r"one of float32, mixed_float16, mixed_bfloat16, auto .*Received: precision='bf16'"):
+        dk.Config(precision="bf16")

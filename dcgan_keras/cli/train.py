@@ -15,7 +15,7 @@ import json
 import os
 
 from dcgan_keras.config import (
-    AUGMENTATIONS, KEEP_BEST_METRICS, RECIPES, STRATEGIES, SUPPORTED_PRECISIONS, Config, parse_policy,
+    AUGMENTATIONS, KEEP_BEST_METRICS, PRECISION_CHOICES, RECIPES, STRATEGIES, Config, parse_policy,
 )
 
 DEFAULT_EPOCHS = 20
@@ -70,7 +70,8 @@ def _shown(value, none: str = "off") -> str:
 
 def _recipe_default(field: str) -> str:
     """`"default: 64 (paper: 128)"`: the value of each recipe, the default recipe first."""
-    values = {name: getattr(Config.from_recipe(name), field) for name in RECIPES}
+    field_default = Config.__dataclass_fields__[field].default
+    values = {name: RECIPES[name].get(field, field_default) for name in RECIPES}  # "auto" as it is
     default = values.pop("default")
     none = _NONE_SHOWN.get(field, "off")
     others = [f"{name}: {_shown(value, none)}" for name, value in values.items() if value != default]
@@ -112,8 +113,10 @@ def register(subparsers):
     p.add_argument("--strategy", default="default", choices=STRATEGIES,
                    help="tf.distribute strategy: one device, all local GPUs, several machines "
                         "(TF_CONFIG), a Cloud TPU; --batch-size is the global batch (docs/scaling.md)")
-    p.add_argument("--precision", default=Config.precision, choices=SUPPORTED_PRECISIONS,
-                   help="mixed precision computes in 16 bits on float32 weights (float16 with loss scaling)")
+    p.add_argument("--precision", default=None, choices=PRECISION_CHOICES,
+                   help="mixed precision computes in 16 bits on float32 weights (float16 with loss scaling); "
+                        "'auto' is mixed_bfloat16 on a CPU with bfloat16 instructions (AVX-512 BF16, AMX) "
+                        f"and no GPU, else float32 ({_recipe_default('precision')})")
     p.add_argument("--sync-batch-norm", action="store_true",
                    help="batch-norm statistics over the global batch, across replicas")
     p.set_defaults(func=_run_train)
@@ -123,6 +126,7 @@ def config_from_args(args) -> Config:
     """The `Config` of parsed `train` arguments: the recipe, with every flag given on top."""
     overrides = {field: getattr(args, _dest(flag)) for flag, field, _, _ in _CONFIG_FLAGS}
     overrides["fast_layers"] = args.fast_layers
+    overrides["precision"] = args.precision
     overrides = {field: value for field, value in overrides.items() if value is not None}
     if overrides.get("ema_decay") == 0:
         overrides["ema_decay"] = None  # --ema 0: no moving average
@@ -133,7 +137,7 @@ def config_from_args(args) -> Config:
     else:
         channels = args.channels
     return Config.from_recipe(
-        args.recipe, channels=channels, precision=args.precision, sync_batch_norm=args.sync_batch_norm, **overrides,
+        args.recipe, channels=channels, sync_batch_norm=args.sync_batch_norm, **overrides,
     )
 
 
