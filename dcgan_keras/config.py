@@ -36,7 +36,7 @@ def auto_precision() -> str:
     """What `precision="auto"` stands for here: "mixed_bfloat16" on a CPU with bfloat16 instructions
     when no GPU is visible, "float32" otherwise.
 
-    On such a CPU, bfloat16 trains the digits job 1.4-1.7x faster than float32 with the same
+    On such a CPU, bfloat16 trains the digits job 1.5x faster than float32 with the same
     judge scores epoch for epoch (docs/quality.md); elsewhere it is not measured, so float32.
     """
     import tensorflow as tf
