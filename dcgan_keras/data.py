@@ -789,13 +789,16 @@ JPEG_RATIOS = (2, 4, 8)
 def _read_rgb(path: tf.Tensor, image_size: int | None = None) -> tf.Tensor:
     """One image file as uint8 RGB; a JPEG at the smallest scale whose short side is >= `image_size`."""
     data = tf.io.read_file(path)
-    # Always decoded as RGB (converted to gray later): libjpeg cannot turn CMYK
-    # JPEGs into one channel directly.
-    image = tf.io.decode_image(data, channels=3, expand_animations=False) if not image_size else tf.cond(
-        tf.io.is_jpeg(data),
-        lambda: _decode_jpeg_at_least(data, image_size),
-        lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
-    )
+
+    def whole():
+        # Always decoded as RGB (converted to gray later): libjpeg cannot turn CMYK
+        # JPEGs into one channel directly.
+        return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+    if image_size:
+        image = tf.cond(tf.io.is_jpeg(data), lambda: _decode_jpeg_at_least(data, image_size), whole)
+    else:
+        image = whole()
     image.set_shape([None, None, 3])
     return image
 
