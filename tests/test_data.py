@@ -241,6 +241,18 @@ def test_a_file_that_fails_while_reading_is_replaced_and_logged_once(tmp_path, c
     assert "2 such file(s) so far" in logged[-1]
 
 
+def test_files_that_fail_at_the_start_middle_and_end_of_an_epoch_are_each_named(tmp_path, caplog):
+    folder = _gray_folder(tmp_path / "f", 10)
+    ds = dk.make_dataset(folder, image_size=8, channels=1, batch_size=2, shuffle=False, cache="off")
+    for i in (0, 4, 5, 9):  # first, two in a row, last: every kind of gap in the positions
+        (folder / f"{i:03d}.png").write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="dcgan_keras"):
+        ids = [i for batch in ds for i in _ids(batch)]
+    assert len(ids) == 10 and set(ids) == {1, 2, 3, 6, 7, 8}  # 10 images from the 6 good files
+    logged = [r.getMessage() for r in caplog.records if "cannot be decoded" in r.getMessage()]
+    assert sorted(re.search(r"\d{3}\.png", m).group() for m in logged) == ["000.png", "004.png", "005.png", "009.png"]
+
+
 def test_a_large_folder_is_checked_on_a_sample_before_the_first_batch(tmp_path, monkeypatch):
     folder = _gray_folder(tmp_path / "f", 40)
     for i in range(0, 40, 2):
