@@ -124,6 +124,11 @@ class Config:
         augment_target: adapt the share of augmented images so that this
             fraction of real logits is positive (ADA: 0.6); `None` = augment
             every image.
+        r1_gamma: weight of the R1 penalty (Mescheder et al. 2018): the
+            discriminator's loss adds `r1_gamma / 2` times the mean squared
+            norm of its gradient with respect to the real images it sees,
+            which keeps it from growing steep around them. 0 = off, as in
+            the paper.
 
     Example:
 
@@ -151,6 +156,7 @@ class Config:
     sync_batch_norm: bool = False
     augment: str | None = None
     augment_target: float | None = None
+    r1_gamma: float = 0.0
     fast_layers: bool = True
 
     def __post_init__(self):
@@ -178,6 +184,8 @@ class Config:
         for name, value in rates.items():
             if not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"{name} must be positive. Received: {name}={value}")
+        if not (isinstance(self.r1_gamma, (int, float)) and self.r1_gamma >= 0):
+            raise ValueError(f"r1_gamma must be 0 (off) or positive. Received: r1_gamma={self.r1_gamma}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(
                 "label_smoothing must be in [0, 1). "

@@ -53,7 +53,7 @@ def _loss_scaled(optimizer, model: keras.Model):
 # The DCGAN arguments a Config sets and get_config saves (besides the two networks).
 _SETTINGS = (
     "latent_dim", "label_smoothing", "ema_decay", "seed", "learning_rate", "g_learning_rate", "beta_1", "beta_2",
-    "augment", "augment_target",
+    "augment", "augment_target", "r1_gamma",
 )
 
 
@@ -98,6 +98,10 @@ class DCGAN(keras.Model):
             of the images, which rises while more than this fraction of the
             real logits are positive (D overfits) and falls otherwise. ADA's
             target is 0.6. `None`: every image is augmented.
+        r1_gamma: weight of the R1 penalty (Mescheder et al. 2018), added to
+            the discriminator's loss: `r1_gamma / 2` times the mean over the
+            real images of `||grad_x D(x)||^2` (`r1_penalty`). 0 (the paper):
+            none.
 
     Example:
 
@@ -123,6 +127,7 @@ class DCGAN(keras.Model):
         beta_2: float = 0.999,
         augment: str | None = None,
         augment_target: float | None = None,
+        r1_gamma: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -154,6 +159,9 @@ class DCGAN(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.augment = augment or None
         self.augment_target = augment_target
+        if r1_gamma < 0:
+            raise ValueError(f"r1_gamma must be 0 (off) or positive. Received: r1_gamma={r1_gamma}")
+        self.r1_gamma = float(r1_gamma)
         # The share of images each transform is applied to, adapted during
         # training (a variable only then: checkpoints without it still load).
         self.augment_probability = 1.0
@@ -339,6 +347,22 @@ class DCGAN(keras.Model):
         step = tf.sign(overfit - self.augment_target) * batch_size / self.ADAPT_IMAGES
         self.augment_probability.assign(tf.clip_by_value(self.augment_probability + step, 0.0, 1.0))
 
+    def r1_penalty(self, images):
+        """The discriminator's logits on `images` and the R1 penalty there:
+        the mean over the images of the squared norm of `d logit / d image`
+        (Mescheder et al. 2018, "Which Training Methods for GANs do actually
+        Converge?"). Zero on the real images means D is flat around them,
+        which is where the GAN game's equilibrium is stable.
+
+        Returns:
+            `(logits, penalty)`: float32 logits of shape `(batch, 1)` and a scalar.
+        """
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            logits = tf.cast(self.discriminator(images, training=True), tf.float32)
+        slopes = tf.cast(tape.gradient(logits, images), tf.float32)
+        return logits, tf.reduce_mean(tf.reduce_sum(tf.square(slopes), axis=[1, 2, 3]))
+
     def _bce(self, logits, target):
         labels = tf.fill(tf.shape(logits), tf.cast(target, logits.dtype))
         return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
@@ -352,14 +376,19 @@ class DCGAN(keras.Model):
             # 1. One generator forward pass; the tape keeps it for step 3.
             fake = self.generator(z, training=True)
 
-            # 2. Discriminator update: real images -> 1 (or 1 - smoothing), fakes -> 0.
+            # 2. Discriminator update: real images -> 1 (or 1 - smoothing), fakes -> 0,
+            #    and with R1 a penalty on D's slope at the real images.
             with tf.GradientTape() as d_tape:
-                real_logits = tf.cast(self.discriminator(self.augmented(real), training=True), tf.float32)
+                if self.r1_gamma:
+                    real_logits, penalty = self.r1_penalty(self.augmented(real))
+                else:
+                    real_logits = tf.cast(self.discriminator(self.augmented(real), training=True), tf.float32)
                 fake_logits = tf.cast(
                     self.discriminator(self.augmented(tf.stop_gradient(fake)), training=True), tf.float32
                 )
                 d_loss = self._bce(real_logits, 1.0 - self.label_smoothing) + self._bce(fake_logits, 0.0)
-                scaled_d_loss = self._scaled(d_loss, self.d_optimizer)
+                penalised = d_loss + self.r1_gamma / 2 * penalty if self.r1_gamma else d_loss
+                scaled_d_loss = self._scaled(penalised, self.d_optimizer)
             d_weights = self.discriminator.trainable_variables
             self.d_optimizer.apply(d_tape.gradient(scaled_d_loss, d_weights), d_weights)
 

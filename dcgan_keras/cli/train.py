@@ -46,10 +46,11 @@ _CONFIG_FLAGS = (
      f"DiffAugment policy, a comma-separated list of {', '.join(AUGMENTATIONS)} (docs/quality.md)"),
     ("--augment-target", "augment_target", float,
      "adapt the share of augmented images so that this fraction of real logits is positive (ADA: 0.6)"),
+    ("--r1", "r1_gamma", float, "weight of the R1 penalty on D's slope at the real images; 0 turns it off"),
     ("--seed", "seed", int, "seed of the model's one random source"),
 )
 
-_METAVARS = {"--ema": "DECAY", "--augment": "POLICY", "--augment-target": "R"}
+_METAVARS = {"--ema": "DECAY", "--augment": "POLICY", "--augment-target": "R", "--r1": "GAMMA"}
 
 
 def _dest(flag: str) -> str:
