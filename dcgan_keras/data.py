@@ -220,6 +220,12 @@ def make_dataset(
     channels = channels or src.channels
 
     count = src.count  # images (files) in the whole source, all workers together
+    if count < batch_size and (drop_remainder or num_shards > 1):
+        raise ValueError(
+            f"{src.description} has {count} image(s), fewer than one batch of {batch_size}, so an "
+            "epoch would have no training step. Use a smaller batch size (--batch-size "
+            f"{max(1, count)} or less) or add images. Received: batch_size={batch_size}, images={count}"
+        )
     elements, table, local_count = src.elements, src.table, count
     if num_shards > 1:
         if table is None:
@@ -227,6 +233,14 @@ def make_dataset(
         else:
             table = table[index::num_shards]
         local_count = len(range(index, count, num_shards))
+    if drop_remainder or num_shards > 1:
+        # Under a multi-worker strategy each global step takes batch_size / num_workers
+        # images from every worker (tf.distribute splits the worker's batches), so
+        # count // batch_size global batches last one pass over the worker's share.
+        per_epoch = count // batch_size * batch_size
+    else:
+        per_epoch = count
+
     item_bytes = image_size * image_size * channels * src.dtype.size
     mode = _cache_mode(cache, local_count * item_bytes, cache_budget)
     # No tensor-dependent Python control flow in these functions: traced as
@@ -252,26 +266,11 @@ def make_dataset(
         buffer = SHUFFLE_BUFFER if src.in_memory else DECODED_SHUFFLE_BUFFER
         # At least 2 batches: the cache is complete only if its first pass ends in epoch 1.
         buffer = min(local_count, max(buffer, 2 * batch_size))
-        # A permuted first pass (indexable, cached) needs only to read ahead past its end
-        # (an epoch leaves fewer than batch_size images of the pass out): the first batch
-        # waits for the decoding of this many images and one batch more.
+        # A permuted first pass (indexable, cached) needs only to read past its own end to
+        # complete the cache within epoch 1 (an epoch leaves out fewer than batch_size of
+        # its images): one batch and one image ahead.
         first = min(buffer, batch_size + 1) if src.indexable else buffer
         images = _mixed(images, first, buffer, seed)
-    if src.settle is not None:
-        count = src.settle()  # a folder: its sample check ran while the pipeline above was built
-    if count < batch_size and (drop_remainder or num_shards > 1):
-        raise ValueError(
-            f"{src.description} has {count} image(s), fewer than one batch of {batch_size}, so an "
-            "epoch would have no training step. Use a smaller batch size (--batch-size "
-            f"{max(1, count)} or less) or add images. Received: batch_size={batch_size}, images={count}"
-        )
-    if drop_remainder or num_shards > 1:
-        # Under a multi-worker strategy each global step takes batch_size / num_workers
-        # images from every worker (tf.distribute splits the worker's batches), so
-        # count // batch_size global batches last one pass over the worker's share.
-        per_epoch = count // batch_size * batch_size
-    else:
-        per_epoch = count
     # A known, exact epoch length: images of files that fail while reading are
     # replaced by the next ones (the stream repeats), never missing.
     images = images.repeat().take(per_epoch)
@@ -448,10 +447,6 @@ class _Source:
         in_memory: loading is cheap (an array lookup).
         may_fail: loading can fail (files).
         failures: where failures met while reading are recorded (files).
-        settle: finishes what opening the source started in the background
-            (a folder's sample check, run while the pipeline is built): warns
-            about what it found, raises if nothing is readable, and returns
-            the number of images to count on. `None`: `count` is final.
     """
 
     elements: tf.data.Dataset | None
@@ -465,7 +460,6 @@ class _Source:
     may_fail: bool = False
     failures: "UnreadableFiles | None" = None
     table: np.ndarray | None = None
-    settle: Callable[[], int] | None = None
 
 
 def _open_source(source, data_dir, image_size) -> _Source:
@@ -850,48 +844,17 @@ def _decode_files(paths: tf.Tensor, fit: Callable, failures: UnreadableFiles) ->
 
 
 def _folder_source(folder: str, image_size: int | None) -> _Source:
-    """A folder's image files; a sample of them is checked in the background (`_Source.settle`)."""
+    """A folder's image files, after a check of a sample of them (warnings for what it finds)."""
     paths, others = _list_folder(folder)
     _raise_if_no_images(folder, paths, others)
     sample = paths if len(paths) <= SAMPLE_FILES else sorted(random.Random(0).sample(paths, SAMPLE_FILES))
-    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))  # PIL decodes without the GIL
-    checks = [pool.submit(_check_image, path, image_size) for path in sample]
-    pool.shutdown(wait=False)
-    failures = UnreadableFiles(folder)
-
-    def settle() -> int:
-        results = dict(zip(sample, (check.result() for check in checks)))
-        unreadable = {path: error for path, (error, _, _) in results.items() if error}
-        _warn_about_sample(folder, image_size, len(paths), others, results, unreadable)
-        # They stay in the file list, and are skipped when read without being logged again.
-        failures.paths.extend(unreadable)
-        return len(paths) - len(unreadable)
-
-    return _Source(
-        elements=None,
-        table=np.array(paths, dtype=object),  # to a tensor 10x faster than a list of 200k paths
-        count=len(paths),
-        load=lambda path: _read_rgb(path, image_size),
-        dtype=tf.uint8,
-        channels=3,
-        description=f"The folder {folder!r}",
-        in_memory=False,
-        may_fail=True,
-        failures=failures,
-        settle=settle,
-    )
-
-
-def _warn_about_sample(folder, image_size, total, others, results, unreadable) -> None:
-    """Warns about what a folder's sample check found; raises if none of the sample is readable.
-
-    `stacklevel=4` names the caller of `make_dataset` (warn <- here <- settle <- make_dataset).
-    """
-    sample = list(results)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL
+        results = dict(zip(sample, pool.map(lambda f: _check_image(f, image_size), sample)))
+    unreadable = {path: error for path, (error, _, _) in results.items() if error}
     small = [path for path, (error, is_small, _) in results.items() if not error and is_small]
     checked = (
-        f"{len(sample)} image files" if len(sample) == total
-        else f"{len(sample)} image files checked of the {total}"
+        f"{len(sample)} image files" if len(sample) == len(paths)
+        else f"{len(sample)} image files checked of the {len(paths)}"
     )
     if len(unreadable) == len(sample):
         examples = "; ".join(f"{os.path.basename(p)} ({r})" for p, r in list(unreadable.items())[:3])
@@ -899,10 +862,11 @@ def _warn_about_sample(folder, image_size, total, others, results, unreadable) -
             f"None of the {checked} in folder {folder!r} can be read: {examples}. "
             "They are empty, truncated or not images; replace them with valid PNG or JPEG files."
         )
+    paths = [path for path in paths if path not in unreadable]
     if unreadable:
         examples = "; ".join(f"{os.path.relpath(p, folder)} ({r})" for p, r in list(unreadable.items())[:5])
         rest = (
-            f"Training uses the other {total - len(unreadable)}" if len(sample) == total
+            f"Training uses the other {len(paths)}" if len(sample) == len(paths) + len(unreadable)
             else "The other files are checked as they are read (failures are skipped and logged)"
         )
         warnings.warn(
@@ -920,7 +884,7 @@ def _warn_about_sample(folder, image_size, total, others, results, unreadable) -
         )
     if small:
         of = f"{len(sample) - len(unreadable)} images"
-        if len(sample) < total:
+        if len(sample) < len(paths) + len(unreadable):
             of += " checked"
         warnings.warn(
             f"{len(small)} of {of} in {folder!r} are smaller than {image_size}x{image_size} "
@@ -928,6 +892,18 @@ def _warn_about_sample(folder, image_size, total, others, results, unreadable) -
             "Use a smaller image_size (--image-size) or remove them.",
             stacklevel=4,
         )
+    return _Source(
+        elements=None,
+        table=np.array(paths, dtype=object),  # to a tensor 10x faster than a list of 200k paths
+        count=len(paths),
+        load=lambda path: _read_rgb(path, image_size),
+        dtype=tf.uint8,
+        channels=3,
+        description=f"The folder {folder!r}",
+        in_memory=False,
+        may_fail=True,
+        failures=UnreadableFiles(folder),
+    )
 
 
 def _tfds_source(spec: str, data_dir: str | None) -> _Source:

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from dcgan_keras.callbacks import EvaluationCallback, LossPlot, SampleGrid, read_history_csv
-from dcgan_keras.config import KEEP_BEST_METRICS, Config
+from dcgan_keras.config import DEFAULT_EPOCHS, KEEP_BEST_METRICS, Config
 from dcgan_keras.data import input_shard, make_dataset
 from dcgan_keras.export import export_generator, load_checkpoint
 from dcgan_keras.files import atomic_write_json
@@ -104,7 +104,7 @@ def train(
     config: Config,
     run_dir,
     dataset="digits",
-    epochs: int = 20,
+    epochs: int = DEFAULT_EPOCHS,
     export_dir: str | None = "saved_models/digits",
     sample_every: int = 1,
     tensorboard: bool = False,

@@ -1,6 +1,6 @@
 """Trains the digits job with one set of levers and scores it with the digit judge (docs/quality.md).
 
-Usage: python reports/quality_run.py --name NAME [--recipe default] [--epochs 20] [--batch-size 64]
+Usage: python reports/quality_run.py --name NAME [--recipe default] [--epochs 50] [--batch-size 64]
            [--base-width 64] [--learning-rate 2e-4] [--g-learning-rate 4e-4] [--augment translation,cutout]
            [--augment-target 0.6] [--ema 0.999] [--label-smoothing 0.1] [--r1 1]
            [--precision float32] [--seed 0] [--subset 500] [--keep-best digit_fd]
@@ -33,7 +33,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--name", required=True)
     p.add_argument("--recipe", default="default", choices=tuple(dk.config.RECIPES))
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=dk.config.DEFAULT_EPOCHS)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--base-width", type=int)
     p.add_argument("--learning-rate", type=float)

@@ -69,7 +69,9 @@ def test_train_recipe_paper_gives_the_papers_config_and_default_the_cli_recipe()
     assert (Config().batch_size, Config().ema_decay) == (128, None)
     default = _config()
     assert default == Config.from_recipe("default", channels=1)
-    assert (default.batch_size, default.ema_decay, default.g_learning_rate) == (64, 0.999, 8e-4)
+    assert (default.base_width, default.batch_size, default.ema_decay) == (32, 64, 0.999)
+    assert (default.learning_rate, default.g_learning_rate, default.r1_gamma) == (4e-4, 8e-4, 1.0)
+    assert Config().r1_gamma == 0.0
 
 
 def test_train_flags_override_the_recipe():
