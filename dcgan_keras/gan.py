@@ -383,12 +383,12 @@ class DCGAN(keras.Model):
                     real_logits, penalty = self.r1_penalty(self.augmented(real))
                 else:
                     real_logits = tf.cast(self.discriminator(self.augmented(real), training=True), tf.float32)
+                    penalty = 0.0
                 fake_logits = tf.cast(
                     self.discriminator(self.augmented(tf.stop_gradient(fake)), training=True), tf.float32
                 )
                 d_loss = self._bce(real_logits, 1.0 - self.label_smoothing) + self._bce(fake_logits, 0.0)
-                penalised = d_loss + self.r1_gamma / 2 * penalty if self.r1_gamma else d_loss
-                scaled_d_loss = self._scaled(penalised, self.d_optimizer)
+                scaled_d_loss = self._scaled(d_loss + self.r1_gamma / 2 * penalty, self.d_optimizer)
             d_weights = self.discriminator.trainable_variables
             self.d_optimizer.apply(d_tape.gradient(scaled_d_loss, d_weights), d_weights)
 
