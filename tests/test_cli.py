@@ -8,7 +8,7 @@ from PIL import Image
 
 from dcgan_keras.cli import build_parser, main
 from dcgan_keras.cli.train import config_from_args
-from dcgan_keras.config import AUGMENTATIONS, Config
+from dcgan_keras.config import AUGMENTATIONS, DEFAULT_EPOCHS, Config
 import dcgan_keras as dk
 
 COMMANDS = ("train", "walk", "arithmetic", "export", "sample", "features", "evaluate", "guided", "ablate", "dedup")
@@ -96,6 +96,7 @@ def test_train_help_shows_each_recipes_value():
     assert "(default: 64 (paper: 128))" in help_text
     assert "(default: 0.999 (paper: off))" in help_text
     assert "(default: 0.0008 (paper: as --learning-rate))" in help_text  # --g-learning-rate
+    assert "passes over the data (default: 50)" in help_text and DEFAULT_EPOCHS == 50  # --epochs
     assert all(name in help_text for name in AUGMENTATIONS)
 
 

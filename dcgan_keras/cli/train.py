@@ -19,7 +19,6 @@ from dcgan_keras.config import (
 )
 
 
-
 def _policy(text: str) -> str | None:
     """An `--augment` value, checked while parsing (argparse reports the error, exit 2)."""
     try:
