@@ -12,6 +12,7 @@ import tensorflow as tf
 from dcgan_keras.augment import diff_augment
 from dcgan_keras.config import Config, check_augmentation
 from dcgan_keras.distribute import multi_worker_step
+from dcgan_keras.fast_layers import exact_second_derivatives
 from dcgan_keras.networks import build_discriminator, build_generator
 from dcgan_keras.sampling import batched_forward, latent_vectors
 
@@ -354,10 +355,13 @@ class DCGAN(keras.Model):
         Converge?"). Zero on the real images means D is flat around them,
         which is where the GAN game's equilibrium is stable.
 
+        The penalty is differentiated a second time (for D's weights), so this
+        pass runs with `fast_layers.exact_second_derivatives`.
+
         Returns:
             `(logits, penalty)`: float32 logits of shape `(batch, 1)` and a scalar.
         """
-        with tf.GradientTape() as tape:
+        with exact_second_derivatives(self.discriminator), tf.GradientTape() as tape:
             tape.watch(images)
             logits = tf.cast(self.discriminator(images, training=True), tf.float32)
         slopes = tf.cast(tape.gradient(logits, images), tf.float32)

@@ -46,17 +46,11 @@ def _conv_layers(config: Config):
     return fast_layers if config.fast_layers else layers
 
 
-def _batch_norm(config: Config, name: str, twice_differentiable: bool = False) -> layers.BatchNormalization:
+def _batch_norm(config: Config, name: str) -> layers.BatchNormalization:
     # momentum 0.9 and epsilon 1e-5 match the reference implementations
     # (Theano / Torch / PyTorch), whose running averages move 10x faster than
     # Keras' default momentum of 0.99. synchronized=True all-reduces the
     # batch statistics across the replicas of a tf.distribute strategy.
-    options = {}
-    if config.fast_layers and twice_differentiable:
-        # The R1 penalty differentiates the discriminator's input gradient, and
-        # the second derivative of TensorFlow's fused kernel is inexact (2% off
-        # in the layers below it; tests/test_gan.py): Keras' own ops instead.
-        options["fused"] = False
     return _conv_layers(config).BatchNormalization(
         momentum=0.9,
         epsilon=1e-5,
@@ -64,7 +58,6 @@ def _batch_norm(config: Config, name: str, twice_differentiable: bool = False) -
         synchronized=config.sync_batch_norm,
         dtype=config.precision,
         name=name,
-        **options,
     )
 
 
@@ -118,9 +111,8 @@ def build_discriminator(config: Config) -> keras.Model:
 
     Args:
         config: a `Config`; uses `image_size`, `channels`, `base_width`,
-            `leaky_slope`, `init_stddev`, `precision`, `sync_batch_norm`,
-            `fast_layers` and `r1_gamma` (whose penalty needs exact second
-            derivatives).
+            `leaky_slope`, `init_stddev`, `precision`, `sync_batch_norm` and
+            `fast_layers`.
 
     Returns:
         A functional `keras.Model` named "discriminator" mapping
@@ -139,7 +131,7 @@ def build_discriminator(config: Config) -> keras.Model:
             width, 4, strides=2, padding="same", use_bias=stage == 1, kernel_initializer=init, dtype=dtype, name=f"down{stage}"
         )(x)
         if stage > 1:  # no batch norm on the input layer
-            x = _batch_norm(config, f"down{stage}_bn", twice_differentiable=config.r1_gamma > 0)(x)
+            x = _batch_norm(config, f"down{stage}_bn")(x)
         x = layers.LeakyReLU(config.leaky_slope, dtype=dtype, name=f"down{stage}_lrelu")(x)
         width *= 2
     x = layers.Flatten(dtype=dtype, name="flatten")(x)  # 4x4xW
