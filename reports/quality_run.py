@@ -1,7 +1,8 @@
 """Trains the digits job with one set of levers and scores it with the digit judge (docs/quality.md).
 
 Usage: python reports/quality_run.py --name NAME [--recipe default] [--epochs 50] [--batch-size 64]
-           [--base-width 64] [--learning-rate 2e-4] [--g-learning-rate 4e-4] [--augment translation,cutout]
+           [--base-width 64] [--learning-rate 2e-4] [--g-learning-rate 4e-4] [--beta1 0] [--beta2 0.99]
+           [--augment translation,cutout]
            [--augment-target 0.6] [--ema 0.999] [--label-smoothing 0.1] [--r1 1]
            [--precision float32] [--seed 0] [--subset 500] [--keep-best digit_fd]
            [--out runs/quality] [--results runs/quality/results.jsonl]
@@ -38,6 +39,8 @@ def main(argv=None):
     p.add_argument("--base-width", type=int)
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--g-learning-rate", type=float)
+    p.add_argument("--beta1", type=float)
+    p.add_argument("--beta2", type=float)
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--augment")
     p.add_argument("--augment-target", type=float)
@@ -52,8 +55,9 @@ def main(argv=None):
     a = p.parse_args(argv)
 
     given = {"batch_size": a.batch_size, "base_width": a.base_width, "learning_rate": a.learning_rate,
-             "g_learning_rate": a.g_learning_rate, "label_smoothing": a.label_smoothing, "augment": a.augment,
-             "augment_target": a.augment_target, "precision": a.precision, "r1_gamma": a.r1}
+             "g_learning_rate": a.g_learning_rate, "beta_1": a.beta1, "beta_2": a.beta2,
+             "label_smoothing": a.label_smoothing, "augment": a.augment, "augment_target": a.augment_target,
+             "precision": a.precision, "r1_gamma": a.r1}
     settings = {k: v for k, v in given.items() if v is not None}
     if a.ema is not None:
         settings["ema_decay"] = a.ema or None
