@@ -50,9 +50,9 @@ CACHE_BUDGET_BYTES = 512 * 1024**2
 SHUFFLE_BUFFER = 10_000
 DECODED_SHUFFLE_BUFFER = 1_024
 # The first pass that fills a cache is already in a random order (a permutation of
-# the files or indices), so it is mixed by only 2 batches: just enough to finish
-# the cache in epoch 1 (a bigger buffer would be filled, by decoding, before the
-# first batch). Later passes, from the cache, use the buffers above.
+# the files or indices), so it is mixed by only one batch and one image: just enough
+# to finish the cache in epoch 1 (a bigger buffer would be filled, by decoding, before
+# the first batch). Later passes, from the cache, use the buffers above.
 # Files of a folder decoded up front (a random sample; all of a smaller folder).
 SAMPLE_FILES = 256
 
@@ -176,8 +176,8 @@ def make_dataset(
         shuffle: shuffle every epoch: the list of files (or array indices) is
             reshuffled completely, by one permutation per epoch; data read
             from a cache is mixed through a bounded buffer (`SHUFFLE_BUFFER`
-            images, `DECODED_SHUFFLE_BUFFER` for folders and TFDS), only 2
-            batches in the first, permuted pass that fills the cache.
+            images, `DECODED_SHUFFLE_BUFFER` for folders and TFDS), only one
+            batch and one image in the first, permuted pass that fills the cache.
         seed: shuffle seed, for repeatable runs.
         cache: `"auto"` keeps the resized uint8 images in memory when
             `N x image_size^2 x channels` bytes fit `cache_budget` and reads
