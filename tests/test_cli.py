@@ -70,20 +70,21 @@ def test_train_recipe_paper_gives_the_papers_config_and_default_the_cli_recipe()
     default = _config()
     assert default == Config.from_recipe("default", channels=1)
     assert (default.base_width, default.batch_size, default.ema_decay) == (32, 64, 0.999)
-    assert (default.learning_rate, default.g_learning_rate, default.r1_gamma) == (4e-4, 8e-4, 1.0)
+    assert (default.learning_rate, default.g_learning_rate, default.r1_gamma) == (8e-4, 1.6e-3, 1.0)
+    assert (default.beta_1, default.beta_2) == (0.0, 0.99)
     assert Config().r1_gamma == 0.0
 
 
 def test_train_flags_override_the_recipe():
     config = _config(
-        "--recipe", "paper", "--batch-size", "32", "--learning-rate", "1e-3", "--g-learning-rate", "2e-3", "--beta1", "0.9",
+        "--recipe", "paper", "--batch-size", "32", "--learning-rate", "1e-3", "--g-learning-rate", "2e-3", "--beta1", "0.9", "--beta2", "0.9",
         "--ema", "0.99", "--label-smoothing", "0.1", "--latent-dim", "16", "--base-width", "8",
         "--augment", "translation,cutout", "--augment-target", "0.6", "--r1", "2", "--no-fast-layers", "--seed", "3",
         "--image-size", "64", "--precision", "mixed_bfloat16", "--sync-batch-norm",
     )
     assert config == Config(
         image_size=64, channels=1, latent_dim=16, base_width=8, batch_size=32, learning_rate=1e-3, g_learning_rate=2e-3,
-        beta_1=0.9, label_smoothing=0.1, ema_decay=0.99, seed=3, precision="mixed_bfloat16", sync_batch_norm=True,
+        beta_1=0.9, beta_2=0.9, label_smoothing=0.1, ema_decay=0.99, seed=3, precision="mixed_bfloat16", sync_batch_norm=True,
         augment="translation,cutout", augment_target=0.6, r1_gamma=2.0, fast_layers=False,
     )
     assert _config("--ema", "0").ema_decay is None  # --ema 0 turns the moving average off
@@ -95,7 +96,8 @@ def test_train_help_shows_each_recipes_value():
     help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
     assert "(default: 64 (paper: 128))" in help_text
     assert "(default: 0.999 (paper: off))" in help_text
-    assert "(default: 0.0008 (paper: as --learning-rate))" in help_text  # --g-learning-rate
+    assert "(default: 0.0016 (paper: as --learning-rate))" in help_text  # --g-learning-rate
+    assert "(default: 0.99 (paper: 0.999))" in help_text  # --beta2
     assert "passes over the data (default: 50)" in help_text and DEFAULT_EPOCHS == 50  # --epochs
     assert all(name in help_text for name in AUGMENTATIONS)
 

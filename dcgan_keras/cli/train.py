@@ -38,6 +38,7 @@ _CONFIG_FLAGS = (
     ("--g-learning-rate", "g_learning_rate", float,
      "the generator's own learning rate, if other than --learning-rate (two time scales)"),
     ("--beta1", "beta_1", float, "Adam's first-moment decay"),
+    ("--beta2", "beta_2", float, "Adam's second-moment decay"),
     ("--label-smoothing", "label_smoothing", float, "one-sided smoothing of real targets"),
     ("--ema", "ema_decay", float, "moving average of the generator's weights for sampling; 0 turns it off"),
     ("--augment", "augment", _policy,
@@ -82,7 +83,7 @@ def register(subparsers):
     p.add_argument("--recipe", default="default", choices=tuple(RECIPES),
                    help="hyper-parameters to start from: 'paper' is Radford et al.'s, 'default' changes what "
                         "measured better on the digits (networks half as wide, batch 64, EMA, faster learning rates, "
-                        "the R1 penalty); the flags below override it")
+                        "Adam's betas 0 and 0.99, the R1 penalty); the flags below override it")
     p.add_argument("--dataset", default="digits",
                    help="'digits' (bundled MNIST), 'tfds:NAME[:SPLIT]', or a folder of images")
     p.add_argument("--channels", type=int, default=None,
