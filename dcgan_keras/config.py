@@ -224,9 +224,9 @@ class Config:
           the bundled digits (README, "What the default run gives"): base
           width 32 (the paper's layers, half as wide), batch 64, EMA 0.999,
           learning rates 8e-4 (D) and 1.6e-3 (G), Adam's betas 0 and 0.99,
-          the R1 penalty with gamma 1 and `precision="auto"`. Its networks cost a third of the paper's
-          per image, so `train`'s default epochs (`DEFAULT_EPOCHS`) buy 2.5x
-          the steps in less time.
+          the R1 penalty with gamma 1 and `precision="auto"`. Its networks
+          cost a third of the paper's per image, so `train`'s default epochs
+          (`DEFAULT_EPOCHS`) buy 2.5x the steps in less time.
 
         Example:
 

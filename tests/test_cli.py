@@ -77,14 +77,16 @@ def test_train_recipe_paper_gives_the_papers_config_and_default_the_cli_recipe()
 
 def test_train_flags_override_the_recipe():
     config = _config(
-        "--recipe", "paper", "--batch-size", "32", "--learning-rate", "1e-3", "--g-learning-rate", "2e-3", "--beta1", "0.9", "--beta2", "0.9",
+        "--recipe", "paper", "--batch-size", "32", "--learning-rate", "1e-3", "--g-learning-rate", "2e-3",
+        "--beta1", "0.9", "--beta2", "0.9",
         "--ema", "0.99", "--label-smoothing", "0.1", "--latent-dim", "16", "--base-width", "8",
         "--augment", "translation,cutout", "--augment-target", "0.6", "--r1", "2", "--no-fast-layers", "--seed", "3",
         "--image-size", "64", "--precision", "mixed_bfloat16", "--sync-batch-norm",
     )
     assert config == Config(
         image_size=64, channels=1, latent_dim=16, base_width=8, batch_size=32, learning_rate=1e-3, g_learning_rate=2e-3,
-        beta_1=0.9, beta_2=0.9, label_smoothing=0.1, ema_decay=0.99, seed=3, precision="mixed_bfloat16", sync_batch_norm=True,
+        beta_1=0.9, beta_2=0.9, label_smoothing=0.1, ema_decay=0.99, seed=3, precision="mixed_bfloat16",
+        sync_batch_norm=True,
         augment="translation,cutout", augment_target=0.6, r1_gamma=2.0, fast_layers=False,
     )
     assert _config("--ema", "0").ema_decay is None  # --ema 0 turns the moving average off
