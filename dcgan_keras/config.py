@@ -132,6 +132,8 @@ class Config:
             norm of its gradient with respect to the real images it sees,
             which keeps it from growing steep around them. 0 = off, as in
             the paper.
+        r1_every: compute the R1 penalty on one step in this many, weighted
+            as many times (lazy R1, as StyleGAN2); 1 = every step.
 
     Example:
 
@@ -160,6 +162,7 @@ class Config:
     augment: str | None = None
     augment_target: float | None = None
     r1_gamma: float = 0.0
+    r1_every: int = 1
     fast_layers: bool = True
 
     def __post_init__(self):
@@ -175,7 +178,7 @@ class Config:
                 "channels must be 1 (grayscale) or 3 (RGB). "
                 f"Received: channels={self.channels}"
             )
-        for name in ("latent_dim", "base_width", "batch_size"):
+        for name in ("latent_dim", "base_width", "batch_size", "r1_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(

@@ -54,7 +54,7 @@ def _loss_scaled(optimizer, model: keras.Model):
 # The DCGAN arguments a Config sets and get_config saves (besides the two networks).
 _SETTINGS = (
     "latent_dim", "label_smoothing", "ema_decay", "seed", "learning_rate", "g_learning_rate", "beta_1", "beta_2",
-    "augment", "augment_target", "r1_gamma",
+    "augment", "augment_target", "r1_gamma", "r1_every",
 )
 
 
@@ -103,6 +103,9 @@ class DCGAN(keras.Model):
             the discriminator's loss: `r1_gamma / 2` times the mean over the
             real images of `||grad_x D(x)||^2` (`r1_penalty`). 0 (the paper):
             none.
+        r1_every: lazy R1 (Karras et al. 2020, "StyleGAN2"): the penalty
+            is computed on one step in `r1_every`, weighted `r1_every` times
+            as much, which saves most of its cost. 1: every step.
 
     Example:
 
@@ -129,6 +132,7 @@ class DCGAN(keras.Model):
         augment: str | None = None,
         augment_target: float | None = None,
         r1_gamma: float = 0.0,
+        r1_every: int = 1,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -163,6 +167,9 @@ class DCGAN(keras.Model):
         if r1_gamma < 0:
             raise ValueError(f"r1_gamma must be 0 (off) or positive. Received: r1_gamma={r1_gamma}")
         self.r1_gamma = float(r1_gamma)
+        if not isinstance(r1_every, (int, np.integer)) or r1_every < 1:
+            raise ValueError(f"r1_every must be a positive integer. Received: r1_every={r1_every!r}")
+        self.r1_every = int(r1_every)
         # The share of images each transform is applied to, adapted during
         # training (a variable only then: checkpoints without it still load).
         self.augment_probability = 1.0
@@ -367,6 +374,18 @@ class DCGAN(keras.Model):
         slopes = tf.cast(tape.gradient(logits, images), tf.float32)
         return logits, tf.reduce_mean(tf.reduce_sum(tf.square(slopes), axis=[1, 2, 3]))
 
+    def _real_pass(self, real):
+        # D's logits on the real images and, on the steps that have it, the R1 penalty.
+        def without_penalty():
+            return tf.cast(self.discriminator(real, training=True), tf.float32), tf.constant(0.0)
+
+        if not self.r1_gamma:
+            return without_penalty()
+        if self.r1_every == 1:
+            return self.r1_penalty(real)
+        lazy_step = self.d_optimizer.iterations % self.r1_every == 0
+        return tf.cond(lazy_step, lambda: self.r1_penalty(real), without_penalty)
+
     def _bce(self, logits, target):
         labels = tf.fill(tf.shape(logits), tf.cast(target, logits.dtype))
         return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
@@ -383,16 +402,13 @@ class DCGAN(keras.Model):
             # 2. Discriminator update: real images -> 1 (or 1 - smoothing), fakes -> 0,
             #    and with R1 a penalty on D's slope at the real images.
             with tf.GradientTape() as d_tape:
-                if self.r1_gamma:
-                    real_logits, penalty = self.r1_penalty(self.augmented(real))
-                else:
-                    real_logits = tf.cast(self.discriminator(self.augmented(real), training=True), tf.float32)
-                    penalty = 0.0
+                real_logits, penalty = self._real_pass(self.augmented(real))
                 fake_logits = tf.cast(
                     self.discriminator(self.augmented(tf.stop_gradient(fake)), training=True), tf.float32
                 )
                 d_loss = self._bce(real_logits, 1.0 - self.label_smoothing) + self._bce(fake_logits, 0.0)
-                scaled_d_loss = self._scaled(d_loss + self.r1_gamma / 2 * penalty, self.d_optimizer)
+                r1_weight = self.r1_gamma / 2 * self.r1_every
+                scaled_d_loss = self._scaled(d_loss + r1_weight * penalty, self.d_optimizer)
             d_weights = self.discriminator.trainable_variables
             self.d_optimizer.apply(d_tape.gradient(scaled_d_loss, d_weights), d_weights)
 

@@ -3,7 +3,7 @@
 Usage: python reports/quality_run.py --name NAME [--recipe default] [--epochs 50] [--batch-size 64]
            [--base-width 64] [--learning-rate 2e-4] [--g-learning-rate 4e-4] [--beta1 0] [--beta2 0.99]
            [--augment translation,cutout]
-           [--augment-target 0.6] [--ema 0.999] [--label-smoothing 0.1] [--r1 1]
+           [--augment-target 0.6] [--ema 0.999] [--label-smoothing 0.1] [--r1 1] [--r1-every 4]
            [--precision float32] [--seed 0] [--subset 500] [--keep-best digit_fd]
            [--out runs/quality] [--results runs/quality/results.jsonl]
 
@@ -46,6 +46,7 @@ def main(argv=None):
     p.add_argument("--augment-target", type=float)
     p.add_argument("--ema", type=float)
     p.add_argument("--r1", type=float)
+    p.add_argument("--r1-every", type=int)
     p.add_argument("--precision")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subset", type=int, default=0, help="a balanced subset of this many digits")
@@ -57,7 +58,7 @@ def main(argv=None):
     given = {"batch_size": a.batch_size, "base_width": a.base_width, "learning_rate": a.learning_rate,
              "g_learning_rate": a.g_learning_rate, "beta_1": a.beta1, "beta_2": a.beta2,
              "label_smoothing": a.label_smoothing, "augment": a.augment, "augment_target": a.augment_target,
-             "precision": a.precision, "r1_gamma": a.r1}
+             "precision": a.precision, "r1_gamma": a.r1, "r1_every": a.r1_every}
     settings = {k: v for k, v in given.items() if v is not None}
     if a.ema is not None:
         settings["ema_decay"] = a.ema or None

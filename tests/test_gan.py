@@ -231,3 +231,34 @@ def test_training_with_r1_flattens_the_discriminator_around_the_real_images(tiny
     assert rebuilt.r1_gamma == 10.0
     with pytest.raises(ValueError, match=r"Received: r1_gamma=-1"):
         tiny_config.replace(r1_gamma=-1)
+
+
+def _d_update(config, weights, images, iteration):
+    # D's weights after one train_step with plain SGD (the update is -gradient), its
+    # optimizer at `iteration`, from the same start weights (G's, D's) and the same z.
+    gan = dk.DCGAN.from_paper_config(config)
+    gan.compile(d_optimizer=keras.optimizers.SGD(1.0), g_optimizer=keras.optimizers.SGD(0.0))
+    gan.generator.set_weights(weights[0])
+    gan.discriminator.set_weights(weights[1])
+    gan.d_optimizer.iterations.assign(iteration)
+    gan.train_step(tf.constant(images))
+    return [w.numpy() for w in gan.discriminator.trainable_weights]
+
+
+def test_lazy_r1_penalises_one_step_in_r1_every_with_that_many_times_the_weight(tiny_config):
+    # StyleGAN2's lazy regularisation: with r1_every=4 and gamma 1, the step that
+    # has the penalty is the step of gamma 4 every step; the other three are gamma 0's.
+    config = tiny_config.replace(r1_gamma=1.0, r1_every=4)
+    images = _batch(config, seed=2)
+    first = dk.DCGAN.from_paper_config(config)
+    start = first.generator.get_weights(), first.discriminator.get_weights()
+    for iteration, same_as in ((0, config.replace(r1_gamma=4.0, r1_every=1)), (5, config.replace(r1_gamma=0.0))):
+        lazy = _d_update(config, start, images, iteration)
+        expected = _d_update(same_as, start, images, iteration)
+        other = _d_update(config.replace(r1_gamma=0.0 if iteration == 0 else 4.0, r1_every=1), start, images, iteration)
+        for a, b in zip(lazy, expected):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        assert max(float(np.max(np.abs(a - c))) for a, c in zip(lazy, other)) > 1e-4  # the penalty matters here
+    assert dk.DCGAN.from_config(first.get_config()).r1_every == 4
+    with pytest.raises(ValueError, match=r"Received: r1_every=0"):
+        tiny_config.replace(r1_every=0)

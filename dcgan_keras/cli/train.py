@@ -46,10 +46,11 @@ _CONFIG_FLAGS = (
     ("--augment-target", "augment_target", float,
      "adapt the share of augmented images so that this fraction of real logits is positive (ADA: 0.6)"),
     ("--r1", "r1_gamma", float, "weight of the R1 penalty on D's slope at the real images; 0 turns it off"),
+    ("--r1-every", "r1_every", int, "compute the R1 penalty on one step in N, weighted N times (lazy R1, as StyleGAN2)"),
     ("--seed", "seed", int, "seed of the model's one random source"),
 )
 
-_METAVARS = {"--ema": "DECAY", "--augment": "POLICY", "--augment-target": "R", "--r1": "GAMMA"}
+_METAVARS = {"--ema": "DECAY", "--augment": "POLICY", "--augment-target": "R", "--r1": "GAMMA", "--r1-every": "N"}
 
 
 def _dest(flag: str) -> str:
