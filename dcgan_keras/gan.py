@@ -400,7 +400,7 @@ class DCGAN(keras.Model):
             fake = self.generator(z, training=True)
 
             # 2. Discriminator update: real images -> 1 (or 1 - smoothing), fakes -> 0,
-            #    and with R1 a penalty on D's slope at the real images.
+            #    and with R1 a penalty on D's slope at the real images (one step in r1_every).
             with tf.GradientTape() as d_tape:
                 real_logits, penalty = self._real_pass(self.augmented(real))
                 fake_logits = tf.cast(
