@@ -50,9 +50,9 @@ CACHE_BUDGET_BYTES = 512 * 1024**2
 SHUFFLE_BUFFER = 10_000
 DECODED_SHUFFLE_BUFFER = 1_024
 # The first pass that fills a cache is already in a random order (a permutation of
-# the files or indices), so it is mixed by only one batch and one image: just enough
-# to finish the cache in epoch 1 (a bigger buffer would be filled, by decoding, before
-# the first batch). Later passes, from the cache, use the buffers above.
+# the files or indices): its buffer holds only what it takes to finish the cache in
+# epoch 1 (a bigger one would be filled, by decoding, before the first batch). Later
+# passes, from the cache, use the buffers above.
 # Files of a folder decoded up front (a random sample; all of a smaller folder).
 SAMPLE_FILES = 256
 
@@ -251,11 +251,11 @@ def make_dataset(
         # One permutation of all files (indices) per epoch, made in one op: the
         # first file is read at once. A cache keeps the first pass's order: the
         # list is reshuffled every epoch only when streaming.
-        orders = _epoch_orders(table, seed, reshuffle=(mode == "off")) if shuffle else tf.data.Dataset.from_tensors(table)
+        reshuffle = mode == "off"
         if src.may_fail:
-            images = orders.flat_map(_plain(lambda paths: _decode_files(paths, fit, src.failures)))
+            images = _decode_files(table, seed, shuffle, reshuffle, fit, src.failures)
         else:
-            images = orders.flat_map(tf.data.Dataset.from_tensor_slices).map(fit, num_parallel_calls=tf.data.AUTOTUNE)
+            images = _epoch_orders(table, seed, shuffle, reshuffle).map(fit, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         images = elements.map(fit, num_parallel_calls=tf.data.AUTOTUNE)
     if mode == "memory":
@@ -266,10 +266,10 @@ def make_dataset(
         buffer = SHUFFLE_BUFFER if src.in_memory else DECODED_SHUFFLE_BUFFER
         # At least 2 batches: the cache is complete only if its first pass ends in epoch 1.
         buffer = min(local_count, max(buffer, 2 * batch_size))
-        # A permuted first pass (indexable, cached) needs only to read past its own end to
-        # complete the cache within epoch 1 (an epoch leaves out fewer than batch_size of
-        # its images): one batch and one image ahead.
-        first = min(buffer, batch_size + 1) if src.indexable else buffer
+        # A permuted first pass (indexable, cached) needs no mixing, only to read past its
+        # own end within epoch 1 to complete the cache: the images an epoch leaves out
+        # (fewer than a batch) and one more, so the first batch waits for few decodes.
+        first = min(buffer, max(2, local_count - per_epoch + 2)) if src.indexable else buffer
         images = _mixed(images, first, buffer, seed)
     # A known, exact epoch length: images of files that fail while reading are
     # replaced by the next ones (the stream repeats), never missing.
@@ -283,21 +283,34 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _epoch_orders(table: np.ndarray, seed: int | None, reshuffle: bool) -> tf.data.Dataset:
-    """`table` in a random order, as one tensor an epoch: a new permutation every epoch when `reshuffle`.
+def _permutation(size, epoch_seed) -> tf.Tensor:
+    """The order of `size` elements in the epoch of `epoch_seed`: the same in a dataset and eagerly."""
+    size = tf.cast(size, tf.int64)
+    return tf.random.experimental.stateless_shuffle(tf.range(size), seed=tf.stack([tf.cast(epoch_seed, tf.int64), size]))
+
+
+def _epoch_orders(
+    table: np.ndarray, seed: int | None, shuffle: bool, reshuffle: bool, positions: bool = False
+) -> tf.data.Dataset:
+    """The elements of `table`, one epoch, in a random order when `shuffle`: a new one every epoch when `reshuffle`.
 
     One seed per iteration (`Dataset.random`, deterministic for a given `seed`)
     drives one `stateless_shuffle` of all indices: no buffer to fill first.
+    With `positions`, each element comes as `(epoch_seed, position, element)`,
+    where `_permutation(len(table), epoch_seed)[position]` is its index in `table`.
     """
     table = tf.convert_to_tensor(table)
     size = tf.shape(table, out_type=tf.int64)[0]
 
     @_plain
-    def order(epoch_seed):
-        permutation = tf.random.experimental.stateless_shuffle(tf.range(size), seed=tf.stack([epoch_seed, size]))
-        return tf.data.Dataset.from_tensors(tf.gather(table, permutation))
+    def one_epoch(epoch_seed):
+        order = _permutation(size, epoch_seed) if shuffle else tf.range(size)
+        elements = tf.gather(table, order)
+        if positions:
+            elements = (tf.fill([size], epoch_seed), tf.range(size), elements)
+        return tf.data.Dataset.from_tensor_slices(elements)
 
-    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle).take(1).flat_map(order)
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle).take(1).flat_map(one_epoch)
 
 
 def _mixed(images: tf.data.Dataset, first: int, buffer: int, seed: int | None) -> tf.data.Dataset:
@@ -762,11 +775,10 @@ class UnreadableFiles:
         self.paths: list[str] = []
         self._lock = threading.Lock()
 
-    def record_all(self, paths) -> bool:
-        """Records files that failed (a `tf.py_function` of a 1-D string tensor); returns True."""
-        for path in paths.numpy():
-            self.record(path.decode())
-        return True
+    def record_all(self, paths) -> None:
+        """Records files that failed."""
+        for path in paths:
+            self.record(path)
 
     def record(self, path: str) -> None:
         """Records one file that failed, logging it if it is new."""
@@ -814,33 +826,45 @@ def _decode_jpeg_at_least(data: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.switch_case(index, [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r) for r in ratios])
 
 
-def _decode_files(paths: tf.Tensor, fit: Callable, failures: UnreadableFiles) -> tf.data.Dataset:
-    """The images of `paths` (1-D), decoded in parallel and in order; a file that fails is dropped.
+def _decode_files(
+    table: np.ndarray, seed: int | None, shuffle: bool, reshuffle: bool, fit: Callable, failures: UnreadableFiles
+) -> tf.data.Dataset:
+    """The images of the files in `table`, one epoch, decoded in parallel; a file that fails is dropped.
 
     `ignore_errors` drops a failed decode. Every image carries its file's
-    position, so a gap in the positions names the files that failed, which
-    are recorded in `failures` (an end marker closes a gap at the end).
+    position in the epoch's order, so a gap in the positions names the files
+    that failed (recomputed from the epoch's seed), which are recorded in
+    `failures`; an end marker closes a gap at the end.
     """
-    count = tf.size(paths, out_type=tf.int64)
-    decoded = tf.data.Dataset.range(count).map(
-        _plain(lambda k: (k, fit(paths[k]))), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    size = len(table)
+
+    def record(epoch_seed, start, stop):
+        order = _permutation(size, epoch_seed).numpy() if shuffle else np.arange(size)
+        failures.record_all(table[order[int(start) : int(stop)]])
+        return True
+
+    decoded = _epoch_orders(table, seed, shuffle, reshuffle, positions=True).map(
+        _plain(lambda epoch_seed, k, path: (epoch_seed, k, fit(path))),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     ).ignore_errors()
-    spec = decoded.element_spec[1]
-    end = tf.data.Dataset.from_tensors((count, tf.zeros(spec.shape, spec.dtype)))
+    spec = decoded.element_spec[2]
+    end = tf.data.Dataset.from_tensors((tf.constant(0, tf.int64), tf.constant(size, tf.int64), tf.zeros(spec.shape, spec.dtype)))
 
     @_plain
-    def check(expected, element):
-        k, image = element
+    def check(state, element):
+        expected, epoch_seed = state
+        seed_k, k, image = element
+        epoch_seed = tf.where(k < size, seed_k, epoch_seed)  # the end marker has no seed of its own
         recorded = tf.cond(
             k > expected,
-            lambda: tf.py_function(failures.record_all, [paths[expected:k]], tf.bool),
+            lambda: tf.py_function(record, [epoch_seed, expected, k], tf.bool),
             lambda: tf.constant(True),
         )
         with tf.control_dependencies([recorded]):
-            return k + 1, (tf.identity(k), image)
+            return (k + 1, epoch_seed), (tf.identity(k), image)
 
-    checked = decoded.concatenate(end).scan(tf.constant(0, tf.int64), check)
-    return checked.filter(_plain(lambda k, image: k < count)).map(_plain(lambda k, image: image))
+    checked = decoded.concatenate(end).scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), check)
+    return checked.filter(_plain(lambda k, image: k < size)).map(_plain(lambda k, image: image))
 
 
 def _folder_source(folder: str, image_size: int | None) -> _Source:
