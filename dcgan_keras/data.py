@@ -286,7 +286,8 @@ def make_dataset(
 def _permutation(size, epoch_seed) -> tf.Tensor:
     """The order of `size` elements in the epoch of `epoch_seed`: the same in a dataset and eagerly."""
     size = tf.cast(size, tf.int64)
-    return tf.random.experimental.stateless_shuffle(tf.range(size), seed=tf.stack([tf.cast(epoch_seed, tf.int64), size]))
+    seed = tf.stack([tf.cast(epoch_seed, tf.int64), size])
+    return tf.random.experimental.stateless_shuffle(tf.range(size), seed=seed)
 
 
 def _epoch_orders(
@@ -848,7 +849,8 @@ def _decode_files(
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     ).ignore_errors()
     spec = decoded.element_spec[2]
-    end = tf.data.Dataset.from_tensors((tf.constant(0, tf.int64), tf.constant(size, tf.int64), tf.zeros(spec.shape, spec.dtype)))
+    end_marker = (tf.constant(0, tf.int64), tf.constant(size, tf.int64), tf.zeros(spec.shape, spec.dtype))
+    end = tf.data.Dataset.from_tensors(end_marker)
 
     @_plain
     def check(state, element):
