@@ -266,6 +266,22 @@ def test_files_that_fail_at_the_start_middle_and_end_of_an_epoch_are_each_named(
     assert sorted(re.search(r"\d{3}\.png", m).group() for m in logged) == ["000.png", "004.png", "005.png", "009.png"]
 
 
+def test_files_that_fail_in_a_shuffled_cached_first_pass_are_named_from_that_epochs_order(tmp_path, caplog):
+    folder = _gray_folder(tmp_path / "f", 20)
+    ds = dk.make_dataset(folder, image_size=8, channels=1, batch_size=4, seed=3, cache="memory")
+    broken = {2, 11, 19}
+    for i in broken:
+        (folder / f"{i:03d}.png").write_bytes(b"not an image")
+    with caplog.at_level(logging.WARNING, logger="dcgan_keras"):
+        first = [i for batch in ds for i in _ids(batch)]
+        for path in folder.iterdir():
+            path.unlink()  # the later epochs come from the cache
+        later = [[i for batch in ds for i in _ids(batch)] for _ in range(2)]
+    assert all(len(epoch) == 20 and not broken & set(epoch) for epoch in [first, *later])
+    logged = [r.getMessage() for r in caplog.records if "cannot be decoded" in r.getMessage()]
+    assert sorted(re.search(r"\d{3}\.png", m).group() for m in logged) == ["002.png", "011.png", "019.png"]
+
+
 def test_a_large_folder_is_checked_on_a_sample_before_the_first_batch(tmp_path, monkeypatch):
     folder = _gray_folder(tmp_path / "f", 40)
     for i in range(0, 40, 2):
