@@ -384,6 +384,12 @@ class DCGAN(keras.Model):
         if self.r1_every == 1:
             return self.r1_penalty(real)
         lazy_step = self.d_optimizer.iterations % self.r1_every == 0
+        if any(getattr(layer, "synchronized", False) for layer in self.discriminator.layers):
+            # Synchronised batch norm sums over the replicas, which cannot happen inside a
+            # tf.cond: the penalty is computed on every step and counted on the lazy ones
+            # only. The same training, without the time lazy R1 saves.
+            logits, penalty = self.r1_penalty(real)
+            return logits, penalty * tf.cast(lazy_step, penalty.dtype)
         return tf.cond(lazy_step, lambda: self.r1_penalty(real), without_penalty)
 
     def _bce(self, logits, target):

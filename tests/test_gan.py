@@ -245,10 +245,12 @@ def _d_update(config, weights, images, iteration):
     return [w.numpy() for w in gan.discriminator.trainable_weights]
 
 
-def test_lazy_r1_penalises_one_step_in_r1_every_with_that_many_times_the_weight(tiny_config):
+@pytest.mark.parametrize("sync_batch_norm", [False, True])
+def test_lazy_r1_penalises_one_step_in_r1_every_with_that_many_times_the_weight(tiny_config, sync_batch_norm):
     # StyleGAN2's lazy regularisation: with r1_every=4 and gamma 1, the step that
     # has the penalty is the step of gamma 4 every step; the other three are gamma 0's.
-    config = tiny_config.replace(r1_gamma=1.0, r1_every=4)
+    # With synchronised batch norm (no tf.cond around its cross-replica sum) as well.
+    config = tiny_config.replace(r1_gamma=1.0, r1_every=4, sync_batch_norm=sync_batch_norm)
     images = _batch(config, seed=2)
     first = dk.DCGAN.from_paper_config(config)
     start = first.generator.get_weights(), first.discriminator.get_weights()
