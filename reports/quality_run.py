@@ -1,6 +1,6 @@
 """Trains the digits job with one set of levers and scores it with the digit judge (docs/quality.md).
 
-Usage: python reports/quality_run.py --name NAME [--recipe default] [--epochs 50] [--batch-size 64]
+Usage: python reports/quality_run.py --name NAME [--recipe default] [--epochs 60] [--batch-size 64]
            [--base-width 64] [--learning-rate 2e-4] [--g-learning-rate 4e-4] [--beta1 0] [--beta2 0.99]
            [--augment translation,cutout]
            [--augment-target 0.6] [--ema 0.999] [--label-smoothing 0.1] [--r1 1] [--r1-every 4]
