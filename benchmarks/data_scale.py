@@ -11,7 +11,7 @@ its own: the main process's peak RSS plus its DataLoader workers' (each
 worker's VmHWM, sampled while it runs), and the peak PSS of all of them
 together (shared pages counted once).
 
-    python benchmarks/data_scale.py --sizes 10000 50000 100000 200000 --max-batches 200 --repeats 3
+    python benchmarks/data_scale.py --sizes 10000 50000 100000 200000 1000000 --max-batches 200 --repeats 3
 """
 
 from __future__ import annotations
