@@ -266,6 +266,23 @@ def test_files_that_fail_at_the_start_middle_and_end_of_an_epoch_are_each_named(
     assert sorted(re.search(r"\d{3}\.png", m).group() for m in logged) == ["000.png", "004.png", "005.png", "009.png"]
 
 
+def test_a_folder_given_by_a_relative_path_reads_every_sub_folder_and_names_failures_inside_it(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.chdir(tmp_path)
+    for sub, ids in (("a", range(0, 4)), (os.path.join("b", "c"), range(4, 8))):
+        _gray_folder(tmp_path / "photos" / sub, 8)
+        for i in set(range(8)) - set(ids):
+            (tmp_path / "photos" / sub / f"{i:03d}.png").unlink()  # ids 0-3 in a/, 4-7 in b/c/
+    ds = dk.make_dataset("photos", image_size=8, channels=1, batch_size=2, shuffle=False, cache="off")
+    (tmp_path / "photos" / "b" / "c" / "006.png").write_bytes(b"")  # fails while reading
+    with caplog.at_level(logging.WARNING, logger="dcgan_keras"):
+        ids = [i for batch in ds for i in _ids(batch)]
+    assert len(ids) == 8 and set(ids) == set(range(8)) - {6}
+    logged = [r.getMessage() for r in caplog.records if "cannot be decoded" in r.getMessage()]
+    assert len(logged) == 1 and f"'photos': {os.path.join('b', 'c', '006.png')} " in logged[0]
+
+
 def test_files_that_fail_in_a_shuffled_cached_first_pass_are_named_from_that_epochs_order(tmp_path, caplog):
     folder = _gray_folder(tmp_path / "f", 20)
     ds = dk.make_dataset(folder, image_size=8, channels=1, batch_size=4, seed=3, cache="memory")
