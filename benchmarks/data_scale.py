@@ -5,13 +5,14 @@ at 64x64 by `make_dataset` (cache="auto": in memory up to 512 MiB of uint8, else
 read again every epoch) and, when torch and torchvision are installed, by
 torchvision's ImageFolder + DataLoader(num_workers=2, batch_size=128,
 shuffle=True). Only the input is timed, no training. Before each loader every
-file is read once (a warm page cache for both), and the loaders take turns
-going first. Each measurement runs in a fresh process, so its peak memory is
+file is read once (a warm page cache for both; `--page-cache cold` empties it
+instead, so both read from disk), and the loaders take turns going first. Each measurement runs in a fresh process, so its peak memory is
 its own: the main process's peak RSS plus its DataLoader workers' (each
 worker's VmHWM, sampled while it runs), and the peak PSS of all of them
 together (shared pages counted once).
 
-    python benchmarks/data_scale.py --sizes 10000 50000 100000 200000 1000000 --max-batches 200 --repeats 3
+    python benchmarks/data_scale.py --sizes 10000 50000 100000 200000 --max-batches 200 --repeats 3
+    python benchmarks/data_scale.py --sizes 1000000 --max-batches 200 --repeats 2 --page-cache cold
 """
 
 from __future__ import annotations
@@ -84,6 +85,16 @@ def make_folder(root: str, count: int, side: int) -> str:
                 pool.map(_write_images, chunks)
         open(done, "w").close()
     return folder
+
+
+def drop_page_cache() -> None:
+    """Empties the kernel's page cache (Linux, as root), so that a loader reads every file from disk."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1\n")
+    except OSError as error:
+        sys.exit(f"--page-cache cold needs root on Linux to write /proc/sys/vm/drop_caches: {error}")
 
 
 def warm_page_cache(folder: str) -> None:
@@ -254,6 +265,10 @@ def main() -> None:
                              "a loader that fills a cache in epoch 1 still runs its epochs in full")
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs of each loader per N (taking turns to go first); the table shows medians")
+    parser.add_argument("--page-cache", choices=("warm", "cold"), default="warm",
+                        help="warm: read every file once before each run (a folder larger than the "
+                             "machine keeps cached ends up partly on disk anyway); cold: empty the page "
+                             "cache before each run (root only), so both loaders read from disk")
     parser.add_argument("--one", nargs=3, metavar=("LOADER", "FOLDER", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -277,8 +292,8 @@ def main() -> None:
         print(f"# {count} JPEGs of {args.side}x{args.side} in {folder} ({time.perf_counter() - start:.0f} s)", flush=True)
         runs = {}
         for repeat in range(args.repeats):
-            # The loaders take turns going first, and every file is read before each
-            # one, so that both start from the same (warm) page cache.
+            # The loaders take turns going first, and the page cache is filled (or
+            # emptied) before each one, so that both start from the same state.
             for loader in args.loaders if repeat % 2 == 0 else args.loaders[::-1]:
                 if loader == "torchvision":
                     try:
@@ -286,7 +301,7 @@ def main() -> None:
                     except ImportError:
                         print("# torchvision is not installed: skipped", flush=True)
                         continue
-                warm_page_cache(folder)
+                drop_page_cache() if args.page_cache == "cold" else warm_page_cache(folder)
                 command = [sys.executable, __file__, "--one", loader, folder, str(count)]
                 if args.max_batches:
                     command += ["--max-batches", str(args.max_batches)]
@@ -301,7 +316,7 @@ def main() -> None:
     full = "every batch of each epoch"
     timed = f"the first {args.max_batches} batches of each epoch when streamed, {full} when cached" if args.max_batches else full
     print(f"\nBatches of {BATCH} at {IMAGE_SIZE}x{IMAGE_SIZE}; images/s over {timed}; "
-          f"each number the median of {args.repeats} run(s).")
+          f"each number the median of {args.repeats} run(s); page cache {args.page_cache} before each run.")
     print("Peak RSS: the main process's ru_maxrss plus the largest sum of its live worker processes' "
           "VmHWM (/proc/PID/status, sampled every 0.1 s; ours has none). Peak PSS: the largest sampled "
           "sum of /proc/PID/smaps_rollup Pss over the process and its workers.")
@@ -309,7 +324,7 @@ def main() -> None:
           "| peak RSS, main + workers (GB) | peak PSS (GB) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['loader']} ({r['mode']}) | {r['n']:,} | {r['first_batch_s']:.1f} | "
+        print(f"| {r['loader']} ({r['mode']}) | {r['n']:,} | {r['first_batch_s']:.2f} | "
               f"{r['epoch1_images_per_s']:,.0f} | {r['epoch2_images_per_s']:,.0f} | "
               f"{r['epoch1_batches']:,}, {r['epoch2_batches']:,} | "
               f"{r['peak_rss_gb']:.2f} = {r['main_rss_gb']:.2f} + {r['workers_rss_gb']:.2f} | {r['peak_pss_gb']:.2f} |")
