@@ -6,10 +6,11 @@ read again every epoch) and, when torch and torchvision are installed, by
 torchvision's ImageFolder + DataLoader(num_workers=2, batch_size=128,
 shuffle=True). Only the input is timed, no training. Before each loader every
 file is read once (a warm page cache for both; `--page-cache cold` empties it
-instead, so both read from disk), and the loaders take turns going first. Each measurement runs in a fresh process, so its peak memory is
-its own: the main process's peak RSS plus its DataLoader workers' (each
-worker's VmHWM, sampled while it runs), and the peak PSS of all of them
-together (shared pages counted once).
+instead, so both read from disk), and the loaders take turns going first.
+Each measurement runs in a fresh process, so its peak memory is its own: the
+main process's peak RSS plus its DataLoader workers' (each worker's VmHWM,
+sampled while it runs), and the peak PSS of all of them together (shared
+pages counted once).
 
     python benchmarks/data_scale.py --sizes 10000 50000 100000 200000 --max-batches 200 --repeats 3
     python benchmarks/data_scale.py --sizes 1000000 --max-batches 200 --repeats 2 --page-cache cold

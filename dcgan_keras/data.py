@@ -581,11 +581,11 @@ def _list_folder(folder, relative: bool = False) -> tuple[list[str], list[str]]:
         prefix = below + os.sep if below else ""
         with os.scandir(os.path.join(folder, below)) as entries:
             for entry in entries:
-                path = prefix + entry.name if relative else entry.path
                 if entry.is_dir():
                     if not entry.is_symlink():
                         pending.append(prefix + entry.name)
                 else:
+                    path = prefix + entry.name if relative else entry.path
                     (files if entry.name.lower().endswith(IMAGE_EXTENSIONS) else others).append(path)
     return sorted(files), sorted(others)
 
