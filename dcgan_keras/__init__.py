@@ -10,7 +10,7 @@ from dcgan_keras.gan import DCGAN, paper_adam
 from dcgan_keras.images import from_uint8, image_grid, save_png, to_uint8
 from dcgan_keras.fast_layers import DownConv2D, UpConv2D  # version 0.1's layer names
 from dcgan_keras.networks import build_discriminator, build_generator
-from dcgan_keras.sampling import batched_forward, latent_vectors
+from dcgan_keras.sampling import batched_forward, latent_vectors, latent_vectors_for
 from dcgan_keras.train_lib import train
 
 __version__ = "0.1.0"

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from dcgan_keras.files import atomic_path
 from dcgan_keras.images import image_grid, save_png
-from dcgan_keras.sampling import batched_forward, latent_size, latent_vectors
+from dcgan_keras.sampling import batched_forward, latent_vectors_for
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -170,7 +170,7 @@ class EvaluationCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self.noise is None:
-            self.noise = latent_vectors(self.num_images, latent_size(self.model), self.seed)
+            self.noise = latent_vectors_for(self.model, self.num_images, self.seed)
 
     def _samples(self) -> np.ndarray:
         return batched_forward(getattr(self.model, "sampler", self.model), self.noise, self.batch_size)

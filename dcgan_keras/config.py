@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from dcgan_keras.sampling import MODE_OFFSET
+
 SUPPORTED_IMAGE_SIZES = (32, 64, 128)
 SUPPORTED_CHANNELS = (1, 3)
 # Keras dtype policies: plain float32, or float16 / bfloat16 computations on
@@ -90,6 +92,14 @@ class Config:
         image_size: side of the square images, one of 32, 64 or 128.
         channels: 1 (grayscale) or 3 (RGB).
         latent_dim: size of the noise vector z (the paper uses 100).
+        latent_modes: the prior z is drawn from, in training and sampling
+            alike: 0 = N(0, I), as the paper's networks (its code draws
+            uniform noise); K >= 2 = a mixture of K equally likely unit
+            Gaussians, centred `mode_offset` along each of the first K axes
+            (`dcgan_keras.sampling.latent_vectors`). Data made of a few
+            kinds of images (ten digits) is easier to cover from K separate
+            modes than from one blob.
+        mode_offset: distance of each mode's centre from the origin.
         base_width: width of the widest-resolution layer of both networks
             (`ngf`/`ndf` in the PyTorch example); widths double per stage.
         batch_size: images per step (the paper uses 128).
@@ -146,6 +156,8 @@ class Config:
     image_size: int = 32
     channels: int = 1
     latent_dim: int = 100
+    latent_modes: int = 0
+    mode_offset: float = MODE_OFFSET
     base_width: int = 64
     batch_size: int = 128
     learning_rate: float = 2e-4
@@ -184,6 +196,13 @@ class Config:
                 raise ValueError(
                     f"{name} must be a positive integer. Received: {name}={value!r}"
                 )
+        if not (isinstance(self.latent_modes, int) and (self.latent_modes == 0 or 2 <= self.latent_modes <= self.latent_dim)):
+            raise ValueError(
+                "latent_modes must be 0 (z ~ N(0, I)) or a number of modes from 2 to latent_dim "
+                f"({self.latent_dim}). Received: latent_modes={self.latent_modes!r}"
+            )
+        if not (isinstance(self.mode_offset, (int, float)) and self.mode_offset > 0):
+            raise ValueError(f"mode_offset must be positive. Received: mode_offset={self.mode_offset!r}")
         rates = {"learning_rate": self.learning_rate}
         if self.g_learning_rate is not None:  # None: the generator's is learning_rate
             rates["g_learning_rate"] = self.g_learning_rate
@@ -227,8 +246,9 @@ class Config:
           the bundled digits (README, "What the default run gives"): base
           width 32 (the paper's layers, half as wide), batch 64, EMA 0.999,
           learning rates 8e-4 (D) and 1.6e-3 (G), Adam's betas 0 and 0.99,
-          the R1 penalty with gamma 1 on one step in 4 (lazy R1) and
-          `precision="auto"`. Its networks cost a third of the paper's per
+          the R1 penalty with gamma 1 on one step in 4 (lazy R1), z drawn
+          from a mixture of 10 unit Gaussians (`latent_modes=10`, offset 5)
+          and `precision="auto"`. Its networks cost a third of the paper's per
           image, so `train`'s default epochs (`DEFAULT_EPOCHS`) buy 3x the
           steps of 20 epochs at the paper's width in less time.
 
@@ -265,6 +285,6 @@ RECIPES = {
     "paper": {},  # Config's own defaults are the paper's
     "default": {
         "base_width": 32, "batch_size": 64, "ema_decay": 0.999, "learning_rate": 8e-4, "g_learning_rate": 1.6e-3,
-        "beta_1": 0.0, "beta_2": 0.99, "r1_gamma": 1.0, "r1_every": 4, "precision": "auto",
+        "beta_1": 0.0, "beta_2": 0.99, "r1_gamma": 1.0, "r1_every": 4, "precision": "auto", "latent_modes": 10,
     },
 }

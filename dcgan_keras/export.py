@@ -12,6 +12,8 @@ import numpy as np
 import keras
 import tensorflow as tf
 
+from dcgan_keras.sampling import MODE_OFFSET, latent_prior, mixture_noise
+
 
 def _as_generator(model) -> keras.Model:
     # A DCGAN exports its sampler (the EMA generator when it keeps one).
@@ -100,14 +102,18 @@ def float32_copy(generator: keras.Model) -> keras.Model:
 def export_generator(model, base_dir, version: int | None = None, keep_precision: bool = False) -> str:
     """Writes the generator to `base_dir/<version>/` as a SavedModel.
 
-    The SavedModel has three signatures, all with batch norm in inference mode:
+    The SavedModel has four signatures, all with batch norm in inference mode:
 
     - `serving_default`: `z` (float32 `[batch, latent_dim]`) -> `images`
       (uint8 `[batch, H, W, C]`, 0..255).
     - `sample`: `seed` (int64 scalar) and `num_images` (int32 scalar) ->
       `images` (uint8 `[num_images, H, W, C]`). z is drawn inside the graph
-      with `tf.random.stateless_normal`, so the same seed always gives the
-      same images, wherever the model is loaded.
+      from the generator's prior (`sampling.mixture_noise`: N(0, I), or the
+      mixture of `Config.latent_modes`), statelessly, so the same seed
+      always gives the same images, wherever the model is loaded.
+    - `latent`: the same inputs -> `z` (float32 `[num_images, latent_dim]`),
+      the z `sample` draws: clients that walk or edit z start from it and
+      send it to `serving_default`.
     - `png`: `z` -> `png_bytes` (string `[batch]`, one PNG file per image).
       The output name ends in `_bytes` because TF Serving's REST API
       base64-encodes only string outputs so named (`{"b64": "..."}`).
@@ -144,6 +150,7 @@ def export_generator(model, base_dir, version: int | None = None, keep_precision
         The path of the written version folder.
     """
     generator = _as_generator(model)
+    modes, offset = latent_prior(generator)  # before a float32 copy, which does not carry them
     base_dir = os.fspath(base_dir)
     version = next_version(base_dir) if version is None else int(version)
     if version < 1:
@@ -181,14 +188,13 @@ def export_generator(model, base_dir, version: int | None = None, keep_precision
     def serving_default(z):
         return {"images": to_pixels(z)}
 
-    def sample(seed, num_images):
+    def latent(seed, num_images):
         tf.debugging.assert_non_negative(num_images, message="num_images must be >= 0")
-        z = tf.random.stateless_normal(
-            tf.stack([num_images, tf.constant(latent_dim, tf.int32)]),
-            seed=tf.stack([seed, tf.constant(0, tf.int64)]),
-            dtype=tf.float32,
-        )
-        return {"images": to_pixels(z)}
+        shape = tf.stack([num_images, tf.constant(latent_dim, tf.int32)])
+        return {"z": mixture_noise(shape, modes, offset, tf.stack([seed, tf.constant(0, tf.int64)]))}
+
+    def sample(seed, num_images):
+        return {"images": to_pixels(latent(seed, num_images)["z"])}
 
     def png(z):
         encoded = tf.map_fn(tf.io.encode_png, to_pixels(z), fn_output_signature=tf.TensorSpec([], tf.string))
@@ -200,16 +206,18 @@ def export_generator(model, base_dir, version: int | None = None, keep_precision
     # saves the tf.Variables the endpoints read, and tracking the Keras model
     # would add a second copy of every weight (its Keras variables), unread.
     archive.add_endpoint("serving_default", serving_default, input_signature=[z_spec])
-    archive.add_endpoint(
-        "sample",
-        sample,
-        input_signature=[tf.TensorSpec([], tf.int64, name="seed"), tf.TensorSpec([], tf.int32, name="num_images")],
-    )
+    sample_spec = [tf.TensorSpec([], tf.int64, name="seed"), tf.TensorSpec([], tf.int32, name="num_images")]
+    archive.add_endpoint("sample", sample, input_signature=sample_spec)
     archive.add_endpoint("png", png, input_signature=[z_spec])
+    archive.add_endpoint("latent", latent, input_signature=sample_spec)
     # The same tf.Variables, in the generator's layer order and with its weight
     # names, for programs that rebuild the Keras generator from an export
     # (`experiments.ablation.generator_from_saved_model`).
     archive.add_variable_collection("generator_variables", [weight.value for weight in generator.weights])
+    # The prior of z, for `SavedModelGenerator` (TF Serving clients call `latent`).
+    archive.add_variable_collection(
+        "latent_prior", [tf.Variable(modes, name="latent_modes"), tf.Variable(offset, dtype=tf.float32, name="mode_offset")]
+    )
     os.makedirs(base_dir, exist_ok=True)
     tmp = target + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -277,6 +285,8 @@ class SavedModelGenerator:
         self.input_shape = (None, self.latent_dim)
         out = self._serve.structured_outputs["images"]
         self.output_shape = (None, *[int(d) for d in out.shape[1:]])
+        prior = getattr(self._loaded, "latent_prior", [])  # exports before priors: N(0, I)
+        self.latent_modes, self.mode_offset = (int(prior[0].numpy()), float(prior[1].numpy())) if prior else (0, MODE_OFFSET)
 
     def __call__(self, z, training=False):
         z = tf.convert_to_tensor(z, tf.float32)

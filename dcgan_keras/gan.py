@@ -14,7 +14,7 @@ from dcgan_keras.config import Config, check_augmentation
 from dcgan_keras.distribute import multi_worker_step
 from dcgan_keras.fast_layers import exact_second_derivatives
 from dcgan_keras.networks import build_discriminator, build_generator
-from dcgan_keras.sampling import batched_forward, latent_vectors
+from dcgan_keras.sampling import MODE_OFFSET, batched_forward, latent_vectors, mixture_noise
 
 
 def paper_adam(config: Config | None = None, generator: bool = False) -> keras.optimizers.Adam:
@@ -53,7 +53,7 @@ def _loss_scaled(optimizer, model: keras.Model):
 
 # The DCGAN arguments a Config sets and get_config saves (besides the two networks).
 _SETTINGS = (
-    "latent_dim", "label_smoothing", "ema_decay", "seed", "learning_rate", "g_learning_rate", "beta_1", "beta_2",
+    "latent_dim", "latent_modes", "mode_offset", "label_smoothing", "ema_decay", "seed", "learning_rate", "g_learning_rate", "beta_1", "beta_2",
     "augment", "augment_target", "r1_gamma", "r1_every",
 )
 
@@ -80,6 +80,13 @@ class DCGAN(keras.Model):
         generator: a model from z of shape `(latent_dim,)` to images in [-1, 1].
         discriminator: a model from images to one logit per image.
         latent_dim: size of z; read from the generator's input when omitted.
+        latent_modes: the prior of z: 0 (the paper's networks) = N(0, I);
+            K = a mixture of K unit Gaussians centred `mode_offset` along
+            the first K axes (`dcgan_keras.sampling.latent_vectors`). Used
+            by training (`latent_noise`) and sampling (`noise`) alike, and
+            recorded on both networks so that whatever samples from them
+            draws the same prior (`sampling.latent_vectors_for`).
+        mode_offset: distance of each mode's centre from the origin.
         label_smoothing: one-sided smoothing of the real targets (0 = off).
         ema_decay: if set, an exponential moving average of the generator's
             weights (`ema_generator`) is kept and used for sampling and export.
@@ -122,6 +129,8 @@ class DCGAN(keras.Model):
         generator: keras.Model,
         discriminator: keras.Model,
         latent_dim: int | None = None,
+        latent_modes: int = 0,
+        mode_offset: float = MODE_OFFSET,
         label_smoothing: float = 0.0,
         ema_decay: float | None = None,
         seed: int | None = None,
@@ -154,6 +163,13 @@ class DCGAN(keras.Model):
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = int(inferred)
+        if not (isinstance(latent_modes, (int, np.integer)) and (latent_modes == 0 or 2 <= latent_modes <= inferred)):
+            raise ValueError(
+                f"latent_modes must be 0 (z ~ N(0, I)) or from 2 to latent_dim ({inferred}). "
+                f"Received: latent_modes={latent_modes!r}"
+            )
+        self.latent_modes = int(latent_modes)
+        self.mode_offset = float(mode_offset)
         self.label_smoothing = float(label_smoothing)
         self.ema_decay = ema_decay
         self.seed = seed
@@ -181,6 +197,9 @@ class DCGAN(keras.Model):
         if ema_decay is not None:
             self.ema_generator = keras.models.clone_model(generator)
             self.ema_generator.set_weights(generator.get_weights())
+        for network in (generator, self.ema_generator):
+            if network is not None:  # what `latent_prior(network)` reads
+                network.latent_modes, network.mode_offset = self.latent_modes, self.mode_offset
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_tracker = keras.metrics.Mean(name="d_real")
@@ -299,16 +318,18 @@ class DCGAN(keras.Model):
         return self.generator(z, training=training)
 
     def latent_noise(self, batch_size):
-        """The z of one training step: `batch_size` draws from N(0, I).
+        """The z of one training step: `batch_size` draws from the prior.
 
-        Called by `train_step` once per step, on each replica. The draws
-        follow `seed_generator`, whose state advances every step. Under a
-        strategy with several replicas that state is one mirrored variable,
-        the same on every replica, so the replica's id is folded into the
-        seed: otherwise all replicas would draw the same z and the global
-        batch would hold only `batch_size / replicas` distinct noise vectors.
-        On one device the draws are `keras.random.normal(seed=seed_generator)`.
-        Override it to train with another prior.
+        The prior is N(0, I), or with `latent_modes` a mixture of unit
+        Gaussians (as `sampling.latent_vectors`). Called by `train_step`
+        once per step, on each replica. The draws follow `seed_generator`,
+        whose state advances every step. Under a strategy with several
+        replicas that state is one mirrored variable, the same on every
+        replica, so the replica's id is folded into the seed: otherwise all
+        replicas would draw the same z and the global batch would hold only
+        `batch_size / replicas` distinct noise vectors. On one device the
+        draws are `keras.random.normal(seed=seed_generator)`. Override it to
+        train with another prior.
 
         Args:
             batch_size: number of vectors (this replica's share of the batch).
@@ -319,9 +340,13 @@ class DCGAN(keras.Model):
         shape = (batch_size, self.latent_dim)
         context = tf.distribute.get_replica_context()
         if context is None or context.num_replicas_in_sync == 1:
-            return keras.random.normal(shape, seed=self.seed_generator)
+            z = keras.random.normal(shape, seed=self.seed_generator)
+            if self.latent_modes:
+                modes = keras.random.randint((batch_size,), 0, self.latent_modes, seed=self.seed_generator)
+                z = z + self.mode_offset * tf.one_hot(modes, self.latent_dim)
+            return z
         seed = tf.random.fold_in(self.seed_generator.next(), context.replica_id_in_sync_group)
-        return tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32)
+        return mixture_noise(shape, self.latent_modes, self.mode_offset, seed)
 
     @staticmethod
     def _scaled(loss, optimizer):
@@ -452,8 +477,8 @@ class DCGAN(keras.Model):
     # -- sampling ----------------------------------------------------------
 
     def noise(self, num: int, seed: int = 0) -> np.ndarray:
-        """`num` latent vectors z ~ N(0, I), the same for the same seed (`latent_vectors`)."""
-        return latent_vectors(num, self.latent_dim, seed)
+        """`num` latent vectors from the model's prior, the same for the same seed (`latent_vectors`)."""
+        return latent_vectors(num, self.latent_dim, seed, self.latent_modes, self.mode_offset)
 
     def generate(self, num: int = 64, seed: int = 0, z=None, batch_size: int = 256) -> np.ndarray:
         """Samples images in [-1, 1] with batch norm in inference mode.

@@ -31,7 +31,7 @@ import numpy as np
 import keras
 
 from dcgan_keras.files import atomic_path, atomic_write_json
-from dcgan_keras.sampling import batched_forward, latent_size, latent_vectors
+from dcgan_keras.sampling import batched_forward, latent_vectors_for
 
 logger = logging.getLogger("dcgan_keras")
 
@@ -324,7 +324,7 @@ class ModeCollapseGuard(keras.callbacks.Callback):
     def diversity(self) -> float:
         """Mean pairwise distance of the sampler's images from the fixed noise."""
         sampler = getattr(self.model, "sampler", self.model)
-        z = latent_vectors(self.num_images, latent_size(sampler), seed=self.seed)
+        z = latent_vectors_for(sampler, self.num_images, seed=self.seed)
         images = batched_forward(sampler, z).reshape(self.num_images, -1).astype("float64")
         squared = (images**2).sum(axis=1)
         distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2.0 * images @ images.T, 0.0))

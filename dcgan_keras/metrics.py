@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 
 from dcgan_keras.distances import FeatureFn, FeatureStats, frechet_distance
-from dcgan_keras.sampling import batched_forward, latent_size, latent_vectors
+from dcgan_keras.sampling import batched_forward, latent_vectors_for
 
 
 # -- feature functions --------------------------------------------------------
@@ -140,8 +140,9 @@ def is_generator(source) -> bool:
 def sample_images(generator, num: int = 1000, seed: int = 0, batch_size: int = 256) -> np.ndarray:
     """`num` images in [-1, 1] from a DCGAN, a Keras generator or a `SavedModelGenerator`.
 
-    The noise is `latent_vectors(num, latent_dim, seed)`, as `DCGAN.noise`,
-    so the same seed gives the same images from any of them.
+    The noise is `latent_vectors_for(generator, num, seed)`: the generator's
+    prior, as `DCGAN.noise`, so the same seed gives the same images from any
+    of them.
     """
     return np.concatenate(list(_sample_batches(generator, num, seed, batch_size)))
 
@@ -150,7 +151,7 @@ def _sample_batches(generator, num, seed, batch_size):
     if num < 1:
         raise ValueError(f"num must be a positive integer. Received: num={num}")
     generator = getattr(generator, "sampler", generator)
-    z = latent_vectors(num, latent_size(generator), seed)
+    z = latent_vectors_for(generator, num, seed)
     for start in range(0, num, batch_size):
         yield batched_forward(generator, z[start : start + batch_size], batch_size)
 

@@ -1,8 +1,9 @@
 """Requests to a TF Serving server that serves an exported generator, and their replies.
 
-The exports of `export_generator` have three signatures; this module builds
+The exports of `export_generator` have four signatures; this module builds
 the bodies of REST requests (plain dicts, to send as JSON) and gRPC
-`PredictRequest`s for them, and decodes the replies to uint8 images. It is
+`PredictRequest`s for them, and decodes the replies: uint8 images, or the
+float32 z of `latent`. It is
 what `docs/serving.md` shows, and what the tests run through the SavedModel.
 
 REST needs only NumPy and Pillow. gRPC needs the optional package
@@ -31,7 +32,10 @@ SIGNATURES = {
     "serving_default": {"inputs": {"z": ("float32", 2)}, "output": "images"},
     "sample": {"inputs": {"seed": ("int64", 0), "num_images": ("int32", 0)}, "output": "images"},
     "png": {"inputs": {"z": ("float32", 2)}, "output": "png_bytes"},
+    "latent": {"inputs": {"seed": ("int64", 0), "num_images": ("int32", 0)}, "output": "z"},
 }
+# The signatures whose inputs are scalars: only the columnar form ("inputs") can hold them.
+SCALAR_INPUTS = ("sample", "latent")
 
 
 def _check_signature(signature_name: str) -> None:
@@ -67,11 +71,12 @@ def rest_body(signature_name: str = "serving_default", columnar: bool | None = N
     """The JSON body of a REST `:predict` request to one of the export's signatures.
 
     Args:
-        signature_name: `"serving_default"`, `"sample"` or `"png"`.
+        signature_name: `"serving_default"`, `"sample"`, `"png"` or `"latent"`.
         columnar: `False` for the row form (`"instances"`, one entry per z),
             `True` for the columnar form (`"inputs"`, one entry per named
-            input). `None` picks rows for `z` and columns for `sample`, whose
-            scalar inputs have no batch dimension to split into rows.
+            input). `None` picks rows for `z` and columns for `sample` and
+            `latent`, whose scalar inputs have no batch dimension to split
+            into rows.
         **inputs: the signature's inputs: `z` (float32, shape
             `(batch, latent_dim)`), or `seed` and `num_images` (integers).
 
@@ -81,11 +86,11 @@ def rest_body(signature_name: str = "serving_default", columnar: bool | None = N
     """
     arrays = _checked_inputs(signature_name, inputs)
     if columnar is None:
-        columnar = signature_name == "sample"
-    if not columnar and signature_name == "sample":
+        columnar = signature_name in SCALAR_INPUTS
+    if not columnar and signature_name in SCALAR_INPUTS:
         raise ValueError(
-            "The 'sample' signature's inputs are scalars, which the row form (\"instances\") cannot "
-            "hold: use columnar=True or None. Received: columnar=False"
+            f"The {signature_name!r} signature's inputs are scalars, which the row form (\"instances\") "
+            "cannot hold: use columnar=True or None. Received: columnar=False"
         )
     body = {} if signature_name == "serving_default" else {"signature_name": signature_name}
     if columnar:
@@ -103,13 +108,14 @@ def _decode_png(data: bytes) -> np.ndarray:
 
 
 def _as_images(values, signature_name: str) -> np.ndarray:
-    if SIGNATURES[signature_name]["output"] == "png_bytes":
+    output = SIGNATURES[signature_name]["output"]
+    if output == "png_bytes":
         return np.stack([_decode_png(v) for v in values])
-    return np.asarray(values, dtype=np.uint8)
+    return np.asarray(values, dtype=np.float32 if output == "z" else np.uint8)
 
 
 def decode_rest_reply(reply: dict, signature_name: str = "serving_default") -> np.ndarray:
-    """The images of a REST `:predict` reply, as a uint8 array.
+    """The images of a REST `:predict` reply, as a uint8 array (`latent`: z, float32).
 
     Args:
         reply: the parsed JSON reply: `{"predictions": ...}` to a row-form
@@ -144,7 +150,7 @@ def grpc_request(model_name: str, signature_name: str = "serving_default", **inp
 
     Args:
         model_name: the name the server serves the model under (`--model_name`).
-        signature_name: `"serving_default"`, `"sample"` or `"png"`.
+        signature_name: `"serving_default"`, `"sample"`, `"png"` or `"latent"`.
         **inputs: the signature's inputs: `z` (float32, shape
             `(batch, latent_dim)`), or `seed` and `num_images` (integers).
 
@@ -165,7 +171,7 @@ def grpc_request(model_name: str, signature_name: str = "serving_default", **inp
 
 
 def decode_grpc_response(response, signature_name: str = "serving_default") -> np.ndarray:
-    """The images of a gRPC `PredictResponse` (or of its `outputs` map), as a uint8 array.
+    """The images of a gRPC `PredictResponse` (or of its `outputs` map), as a uint8 array (`latent`: z, float32).
 
     Args:
         response: a `PredictResponse`, or a mapping from output name to `TensorProto`.

@@ -53,8 +53,7 @@ def predict(images):
 report = {"judge_test_accuracy": round(accuracy, 4),
           "walks_untrained": walks(untrained), "walks_trained": walks(trained)}
 
-d = latent.latent_size(trained)
-z = dk.latent_vectors(64, d, seed)
+z = dk.latent_vectors_for(trained, 64, seed)
 images = latent.render(trained, z)
 ink, classes = latent.ink_mass(images), predict(images)
 counts = np.bincount(classes, minlength=10)

@@ -4,7 +4,7 @@ Usage: python reports/quality_run.py --name NAME [--recipe default] [--epochs 60
            [--base-width 64] [--learning-rate 2e-4] [--g-learning-rate 4e-4] [--beta1 0] [--beta2 0.99]
            [--augment translation,cutout]
            [--augment-target 0.6] [--ema 0.999] [--label-smoothing 0.1] [--r1 1] [--r1-every 4]
-           [--precision float32] [--seed 0] [--subset 500] [--keep-best digit_fd]
+           [--latent-modes 10] [--mode-offset 4] [--precision float32] [--seed 0] [--subset 500] [--keep-best digit_fd]
            [--out runs/quality] [--results runs/quality/results.jsonl]
 
 Prints one JSON line (and appends it to --results): the judge's classifier score, confident
@@ -25,7 +25,7 @@ import dcgan_keras as dk
 from dcgan_keras.distances import memorisation_ratio
 from dcgan_keras.export import load_checkpoint
 from dcgan_keras.judge import evaluate_digits, judge_context
-from dcgan_keras.sampling import batched_forward, latent_vectors
+from dcgan_keras.sampling import batched_forward, latent_vectors_for
 
 KEYS = ("classifier_score", "confident_fraction", "coverage", "digit_fd", "precision", "recall", "memorisation_ratio")
 
@@ -47,6 +47,8 @@ def main(argv=None):
     p.add_argument("--ema", type=float)
     p.add_argument("--r1", type=float)
     p.add_argument("--r1-every", type=int)
+    p.add_argument("--latent-modes", type=int)
+    p.add_argument("--mode-offset", type=float)
     p.add_argument("--precision")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subset", type=int, default=0, help="a balanced subset of this many digits")
@@ -58,7 +60,8 @@ def main(argv=None):
     given = {"batch_size": a.batch_size, "base_width": a.base_width, "learning_rate": a.learning_rate,
              "g_learning_rate": a.g_learning_rate, "beta_1": a.beta1, "beta_2": a.beta2,
              "label_smoothing": a.label_smoothing, "augment": a.augment, "augment_target": a.augment_target,
-             "precision": a.precision, "r1_gamma": a.r1, "r1_every": a.r1_every}
+             "precision": a.precision, "r1_gamma": a.r1, "r1_every": a.r1_every,
+             "latent_modes": a.latent_modes, "mode_offset": a.mode_offset}
     settings = {k: v for k, v in given.items() if v is not None}
     if a.ema is not None:
         settings["ema_decay"] = a.ema or None
@@ -85,7 +88,7 @@ def main(argv=None):
                last_losses={k: v[-1] for k, v in summary["history"].items()})
     if a.subset:
         train_images = dk.data.preprocess(dataset[..., None], 32, 1).numpy()
-        samples = batched_forward(sampler, latent_vectors(len(train_images), config.latent_dim, seed=0))
+        samples = batched_forward(sampler, latent_vectors_for(sampler, len(train_images), seed=0))
         out["memorisation_ratio_subset"] = memorisation_ratio(samples, train_images)
     print(json.dumps(out))
     os.makedirs(os.path.dirname(a.results) or ".", exist_ok=True)

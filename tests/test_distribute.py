@@ -46,6 +46,10 @@ TRAINS = TWO_CPUS + textwrap.dedent("""
     # The z each replica draws in one step.
     state = gan.seed_generator.state.numpy().tolist()
     z = mirrored.experimental_local_results(mirrored.run(tf.function(lambda: gan.latent_noise(4))))
+    # The same networks with a prior of 4 modes (offset 4): each replica's z is a mixture draw.
+    with mirrored.scope():
+        mixed = dk.DCGAN(gan.generator, gan.discriminator, latent_modes=4, mode_offset=4.0, seed=2)
+    mixture = mirrored.experimental_local_results(mirrored.run(tf.function(lambda: mixed.latent_noise(4000))))
     print(json.dumps({
         "replicas": mirrored.num_replicas_in_sync,
         "history": history,
@@ -54,6 +58,9 @@ TRAINS = TWO_CPUS + textwrap.dedent("""
         "iterations": int(gan.g_optimizer.iterations.numpy()),
         "noise_state": [state, gan.seed_generator.state.numpy().tolist()],
         "noise_difference": float(np.abs(z[0].numpy() - z[1].numpy()).max()),
+        "mixture_means": [[float(m) for m in r.numpy()[:, :4].mean(axis=0)] + [float(r.numpy()[:, 4:].mean())]
+                          for r in mixture],
+        "mixture_difference": float(np.abs(mixture[0].numpy() - mixture[1].numpy()).max()),
     }))
 """)
 
@@ -124,6 +131,10 @@ def test_mirrored_strategy_over_two_replicas_trains_with_a_custom_train_step():
     assert report["noise_difference"] > 0.1
     before, after = report["noise_state"]
     assert after == [before[0], before[1] + 1]  # one step of the state per step, not per replica
+    # With a mixture prior each replica draws its own z, a quarter of it shifted by 4 on each of the first 4 axes.
+    assert report["mixture_difference"] > 0.1
+    for means in report["mixture_means"]:
+        np.testing.assert_allclose(means, [1.0, 1.0, 1.0, 1.0, 0.0], atol=0.12)
 
 
 def test_mirrored_strategy_matches_one_device_on_the_same_global_batch():

@@ -99,6 +99,52 @@ def test_generate_is_seeded_and_in_tanh_range(tiny_config):
     np.testing.assert_allclose(gan(gan.noise(5, 3)), a, atol=1e-6)
 
 
+def test_a_mixture_prior_moves_each_z_along_one_of_its_first_k_axes_with_every_mode_equally_likely():
+    plain = dk.latent_vectors(4000, 16, seed=3)
+    mixed = dk.latent_vectors(4000, 16, seed=3, modes=4, offset=5.0)
+    shift = mixed - plain  # the same normal draws, each moved to its mode
+    assert np.count_nonzero(shift, axis=1).tolist() == [1] * 4000
+    mode = np.argmax(shift, axis=1)
+    assert mode.max() == 3 and np.allclose(shift[np.arange(4000), mode], 5.0)
+    np.testing.assert_allclose(np.bincount(mode) / 4000, 0.25, atol=0.03)
+    np.testing.assert_array_equal(dk.latent_vectors(4000, 16, seed=3, modes=0), plain)  # N(0, I) as before
+
+
+def test_training_sampling_checkpoints_and_exports_all_draw_the_models_prior(tiny_config, tmp_path):
+    from dcgan_keras.export import SavedModelGenerator
+    from dcgan_keras.metrics import sample_images
+    from dcgan_keras.sampling import latent_prior, latent_vectors_for
+
+    gan = dk.DCGAN.from_paper_config(tiny_config.replace(latent_modes=4, mode_offset=3.0, ema_decay=0.9))
+    z = np.asarray(gan.latent_noise(8000))  # what train_step draws
+    np.testing.assert_allclose(z[:, :4].mean(axis=0), 0.75, atol=0.08)  # 3.0 on a quarter of the draws
+    np.testing.assert_allclose(z[:, 4:].mean(axis=0), 0.0, atol=0.08)
+    np.testing.assert_allclose(np.bincount(np.argmax(z[:, :4], axis=1)) / 8000, 0.25, atol=0.03)  # equal modes
+    np.testing.assert_array_equal(gan.noise(6, seed=1), dk.latent_vectors(6, 16, seed=1, modes=4, offset=3.0))
+    for network in (gan, gan.generator, gan.sampler):
+        assert latent_prior(network) == (4, 3.0)
+        np.testing.assert_array_equal(latent_vectors_for(network, 6, seed=1), gan.noise(6, seed=1))
+
+    gan.compile()
+    gan.save(tmp_path / "gan.keras")
+    loaded = keras.models.load_model(tmp_path / "gan.keras")
+    assert latent_prior(loaded) == latent_prior(loaded.sampler) == (4, 3.0)
+    path = dk.export_generator(gan, tmp_path / "export")
+    assert latent_prior(SavedModelGenerator(path)) == (4, 3.0)
+    # Images sampled by seed are the same from the model and from either copy.
+    np.testing.assert_allclose(sample_images(loaded, 4, seed=2), sample_images(gan, 4, seed=2), atol=1e-6)
+    assert np.abs(sample_images(SavedModelGenerator(path), 4, seed=2) - sample_images(gan, 4, seed=2)).max() <= 1.01 / 127.5
+
+
+def test_a_prior_with_fewer_than_two_or_more_modes_than_axes_is_refused():
+    with pytest.raises(ValueError, match="Received: latent_modes=1"):
+        dk.Config(latent_modes=1)
+    with pytest.raises(ValueError, match=r"latent_dim \(16\)\. Received: latent_modes=17"):
+        dk.Config(latent_dim=16, latent_modes=17)
+    with pytest.raises(ValueError, match="Received: mode_offset=0"):
+        dk.Config(latent_modes=10, mode_offset=0)
+
+
 def test_whole_model_round_trips_through_a_keras_file(tiny_config, tmp_path):
     gan = dk.DCGAN.from_paper_config(tiny_config.replace(ema_decay=0.99, label_smoothing=0.1))
     gan.compile()

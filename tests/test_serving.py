@@ -19,14 +19,16 @@ import tensorflow as tf
 from dcgan_keras import serving_client
 from dcgan_keras.cli import main
 from dcgan_keras.export import saved_model_op_dtypes
+from dcgan_keras.sampling import mixture_noise
 
-SIGNATURES = ("serving_default", "sample", "png")
+SIGNATURES = ("serving_default", "sample", "png", "latent")
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A tiny DCGAN (the `tiny_config` model, with EMA) and its export, shared by the module."""
-    config = dk.Config(image_size=32, channels=1, latent_dim=16, base_width=8, batch_size=32, seed=1, ema_decay=0.9)
+    """A tiny DCGAN (the `tiny_config` model, with EMA and a prior of 4 modes) and its export, shared by the module."""
+    config = dk.Config(image_size=32, channels=1, latent_dim=16, base_width=8, batch_size=32, seed=1, ema_decay=0.9,
+                       latent_modes=4)
     gan = dk.DCGAN.from_paper_config(config)
     path = dk.export_generator(gan, tmp_path_factory.mktemp("export") / "digits")
     return gan, path, tf.saved_model.load(path)
@@ -36,7 +38,7 @@ def _expected_pixels(gan, z):
     return dk.to_uint8(gan.sampler(z, training=False))
 
 
-def test_the_three_signatures_have_named_fully_typed_inputs_and_outputs(exported):
+def test_the_four_signatures_have_named_fully_typed_inputs_and_outputs(exported):
     _, _, loaded = exported
     assert sorted(loaded.signatures) == sorted(SIGNATURES)
     specs = {name: loaded.signatures[name].structured_input_signature[1] for name in SIGNATURES}
@@ -57,6 +59,9 @@ def test_the_three_signatures_have_named_fully_typed_inputs_and_outputs(exported
     assert list(outputs["png"]) == ["png_bytes"]  # "_bytes": TF Serving's REST API returns it as {"b64": ...}
     assert outputs["png"]["png_bytes"].dtype == tf.string
     assert outputs["png"]["png_bytes"].shape.as_list() == [None]
+
+    assert set(specs["latent"]) == {"seed", "num_images"} and list(outputs["latent"]) == ["z"]
+    assert outputs["latent"]["z"].dtype == tf.float32 and outputs["latent"]["z"].shape.as_list() == [None, 16]
 
 
 def test_serving_default_matches_the_generator_in_inference_mode(exported):
@@ -80,8 +85,9 @@ def test_sample_gives_the_same_images_for_the_same_seed_and_others_for_another(e
     assert first.dtype == np.uint8 and first.shape == (5, 32, 32, 1)
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
-    # z comes from tf.random.stateless_normal with seed (seed, 0): the images are those of that z.
-    z = tf.random.stateless_normal([5, 16], seed=tf.constant([0, 0], tf.int64)).numpy()
+    # z is the model's prior drawn with the stateless seed (seed, 0), as `latent` gives it.
+    z = loaded.signatures["latent"](seed=tf.constant(0, tf.int64), num_images=tf.constant(5, tf.int32))["z"].numpy()
+    np.testing.assert_array_equal(z, mixture_noise([5, 16], 4, 5.0, tf.constant([0, 0], tf.int64)).numpy())
     assert np.abs(first.astype(int) - _expected_pixels(gan, z).astype(int)).max() <= 1
     assert draw(2**40, 1).shape == (1, 32, 32, 1)  # the whole int64 range is a valid seed
 
@@ -130,6 +136,7 @@ def _inputs(gan):
         "serving_default": {"z": z},
         "sample": {"seed": np.int64(4), "num_images": np.int32(3)},
         "png": {"z": z},
+        "latent": {"seed": np.int64(4), "num_images": np.int32(3)},
     }
 
 
@@ -216,12 +223,17 @@ def _requests(gan, loaded):
         ("serving_default", {"z": z}, _expected_pixels(gan, z)),
         ("png", {"z": z}, _expected_pixels(gan, z)),
         ("sample", {"seed": 0, "num_images": 4}, sampled),
+        ("latent", {"seed": 0, "num_images": 4}, loaded.signatures["latent"](
+            seed=tf.constant(0, tf.int64), num_images=tf.constant(4))["z"].numpy()),
     ]
 
 
 def _check_images(images, expected):
-    assert images.dtype == np.uint8 and images.shape == expected.shape
-    assert np.abs(images.astype(int) - expected.astype(int)).max() <= 1
+    assert images.dtype == expected.dtype and images.shape == expected.shape
+    if expected.dtype == np.float32:  # the z of `latent`
+        np.testing.assert_allclose(images, expected, rtol=1e-6)
+    else:
+        assert np.abs(images.astype(int) - expected.astype(int)).max() <= 1
 
 
 def test_the_client_signature_table_matches_the_exported_signature_defs(exported):
@@ -242,7 +254,7 @@ def test_rest_bodies_in_row_and_columnar_form_run_through_the_signatures_to_the_
     gan, path, loaded = exported
     defs = _signature_defs(path)
     for name, inputs, expected in _requests(gan, loaded):
-        for columnar in ([None] if name == "sample" else [False, True]):
+        for columnar in ([None] if name in serving_client.SCALAR_INPUTS else [False, True]):
             body = json.loads(json.dumps(serving_client.rest_body(name, columnar=columnar, **inputs)))
             signature = defs[body.get("signature_name", "serving_default")]
             assert signature is defs[name]
@@ -309,11 +321,12 @@ def test_the_request_bodies_in_docs_serving_md_have_the_form_rest_body_builds():
     forms = set()
     for body in bodies:
         name = body.get("signature_name", "serving_default")
-        inputs = {"seed": 0, "num_images": 4} if name == "sample" else {"z": np.zeros((2, 100), np.float32)}
+        inputs = {"seed": 0, "num_images": 4} if name in serving_client.SCALAR_INPUTS else {"z": np.zeros((2, 100), np.float32)}
         built = serving_client.rest_body(name, columnar="inputs" in body, **inputs)
         assert _skeleton(body) == _skeleton(built), body
         forms.add((name, "inputs" in body))
-    assert forms == {("serving_default", False), ("serving_default", True), ("png", False), ("png", True), ("sample", True)}
+    assert forms == {("serving_default", False), ("serving_default", True), ("png", False), ("png", True), ("sample", True),
+                     ("latent", True)}
 
 
 def test_the_client_refuses_unknown_signatures_inputs_and_forms_with_clear_errors():
@@ -367,7 +380,7 @@ def test_tf_serving_answers_the_documented_rest_and_grpc_requests(exported, tmp_
         else:
             pytest.fail("tensorflow_model_server did not make the model available in 60 s")
         for name, inputs, expected in _requests(gan, loaded):
-            for columnar in ([None] if name == "sample" else [False, True]):
+            for columnar in ([None] if name in serving_client.SCALAR_INPUTS else [False, True]):
                 reply = _post(url + ":predict", serving_client.rest_body(name, columnar=columnar, **inputs))
                 _check_images(serving_client.decode_rest_reply(reply, name), expected)
         try:

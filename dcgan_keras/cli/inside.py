@@ -101,7 +101,7 @@ def _run_ablate(args) -> int:
 
 
 def _ablate(args, ablation) -> int:
-    from dcgan_keras.sampling import latent_size, latent_vectors
+    from dcgan_keras.sampling import latent_vectors_for
 
     generator = ablation.load_keras_generator(args.model)
     layer = layer_name_or_index(args.layer)
@@ -114,7 +114,7 @@ def _ablate(args, ablation) -> int:
                                        seed=args.seed + 1, max_filters=args.max_filters)
         filters = fit["filters"]
     ablated = ablation.ablate_filters(generator, layer, filters)
-    z = latent_vectors(args.num_images, latent_size(generator), args.seed)
+    z = latent_vectors_for(generator, args.num_images, args.seed)
     before = np.asarray(generator(z, training=False))
     after = np.asarray(ablated(z, training=False))
     os.makedirs(args.out, exist_ok=True)

@@ -98,8 +98,7 @@ def _run_arithmetic(args) -> int:
     from dcgan_keras.images import image_grid, numbered_grid, save_png
 
     generator = _load(args.model)
-    d = latent.latent_size(generator)
-    z = latent.latent_vectors(args.grid_size, d, args.seed)
+    z = latent.latent_vectors_for(generator, args.grid_size, args.seed)
     plus = _indices(args.plus, "plus", args.grid_size)
     minus = _indices(args.minus, "minus", args.grid_size)
     base = _indices(args.base, "base", args.grid_size)

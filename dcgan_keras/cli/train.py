@@ -33,6 +33,9 @@ _CONFIG_FLAGS = (
     ("--image-size", "image_size", int, "side of the square images: 32, 64 or 128"),
     ("--batch-size", "batch_size", int, "images per step; the global batch under --strategy"),
     ("--latent-dim", "latent_dim", int, "size of the noise vector z"),
+    ("--latent-modes", "latent_modes", int,
+     "draw z from a mixture of K unit Gaussians, one per axis of the first K (0: N(0, I))"),
+    ("--mode-offset", "mode_offset", float, "distance of each mode's centre from the origin"),
     ("--base-width", "base_width", int, "width of the networks' widest-resolution layer"),
     ("--learning-rate", "learning_rate", float, "Adam's learning rate, both networks"),
     ("--g-learning-rate", "g_learning_rate", float,
@@ -50,7 +53,7 @@ _CONFIG_FLAGS = (
     ("--seed", "seed", int, "seed of the model's one random source"),
 )
 
-_METAVARS = {"--ema": "DECAY", "--augment": "POLICY", "--augment-target": "R", "--r1": "GAMMA", "--r1-every": "N"}
+_METAVARS = {"--latent-modes": "K", "--ema": "DECAY", "--augment": "POLICY", "--augment-target": "R", "--r1": "GAMMA", "--r1-every": "N"}
 
 
 def _dest(flag: str) -> str:
@@ -84,7 +87,7 @@ def register(subparsers):
     p.add_argument("--recipe", default="default", choices=tuple(RECIPES),
                    help="hyper-parameters to start from: 'paper' is Radford et al.'s, 'default' changes what "
                         "measured better on the digits (networks half as wide, batch 64, EMA, faster learning rates, "
-                        "Adam's betas 0 and 0.99, the R1 penalty); the flags below override it")
+                        "Adam's betas 0 and 0.99, the R1 penalty, z from 10 modes); the flags below override it")
     p.add_argument("--dataset", default="digits",
                    help="'digits' (bundled MNIST), 'tfds:NAME[:SPLIT]', or a folder of images")
     p.add_argument("--channels", type=int, default=None,

@@ -25,7 +25,7 @@ from dcgan_keras.experiments import ablation
 gen = ablation.load_keras_generator("saved_models/digits/1")   # or runs/digits/ckpt.keras
 fit = ablation.fit_box_filters(gen, "up2_relu", box=(4, 4, 16, 28), num_samples=150)
 ablated = ablation.ablate_filters(gen, "up2_relu", fit["filters"])
-z = latent_vectors(16, 100, seed=1)
+z = latent_vectors_for(gen, 16, seed=1)
 before, after = batched_forward(gen, z), batched_forward(ablated, z)
 print(ablation.ablation_change(before, after, box=(4, 4, 16, 28)))
 ablation.ablation_figure(before, after, box=(4, 4, 16, 28)).savefig("ablation.png")
@@ -42,7 +42,7 @@ import keras
 from keras import layers
 
 from dcgan_keras.experiments.guided import resolve_layer
-from dcgan_keras.sampling import batched_forward, latent_size, latent_vectors
+from dcgan_keras.sampling import batched_forward, latent_prior, latent_vectors_for
 
 _WEIGHTED = (layers.Conv2D, layers.Conv2DTranspose, layers.Dense)
 _PASS_THROUGH = (layers.Dropout, layers.Activation, layers.ReLU, layers.LeakyReLU, layers.Identity)
@@ -102,7 +102,8 @@ def generator_from_saved_model(path) -> keras.Model:
                     f"Received: path={path!r}"
                 )
             weight.assign(value)
-    z = latent_vectors(4, config.latent_dim, seed=0)
+    generator.latent_modes, generator.mode_offset = served.latent_modes, served.mode_offset  # its prior
+    z = latent_vectors_for(generator, 4, seed=0)
     diff = np.abs(np.asarray(generator(z, training=False)) - np.asarray(served(z))).max()
     if diff > 3.0 / 127.5:  # the export rounds to uint8
         raise ValueError(
@@ -239,6 +240,7 @@ def ablate_filters(generator, layer=None, filters=()) -> keras.Model:
     kernel[tuple(index)] = 0.0
     consumer.kernel.assign(kernel)
     copy.ablated = {"layer": name, "filters": filters}
+    copy.latent_modes, copy.mode_offset = latent_prior(generator)  # the same prior as the original
     return copy
 
 
@@ -330,7 +332,7 @@ def fit_box_filters(generator, layer=None, box=None, mask=None, num_samples: int
     if num_samples < 2:
         raise ValueError(f"num_samples must be at least 2. Received: num_samples={num_samples}")
     region = _region(box, mask, generator.output_shape[1:3])
-    z = latent_vectors(num_samples, latent_size(generator), seed)
+    z = latent_vectors_for(generator, num_samples, seed)
     maps = feature_maps(generator, z, name)  # (N, h, w, C)
     n, h, w, channels = maps.shape
     labels = _cell_labels(region, h) >= 0.5

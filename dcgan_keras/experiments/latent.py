@@ -15,7 +15,7 @@ from dcgan_keras.experiments import latent
 gen = load_generator("runs/digits/ckpt.keras")
 images, path = latent.walk_loop(gen, num_points=4, steps=8, seed=0)
 print(latent.smoothness(images, closed=True))
-z = latent.latent_vectors(64, 100, seed=0)
+z = latent.latent_vectors_for(gen, 64, seed=0)
 result = latent.arithmetic(gen, plus=z[[1, 5, 9]], minus=z[[2, 3, 4]], base=z[[7, 8, 11]])
 ```
 """
@@ -27,7 +27,7 @@ import os
 import numpy as np
 
 from dcgan_keras.files import atomic_path
-from dcgan_keras.sampling import batched_forward, latent_size, latent_vectors
+from dcgan_keras.sampling import batched_forward, latent_prior, latent_size, latent_vectors, latent_vectors_for
 
 METHODS = ("slerp", "lerp")
 
@@ -97,11 +97,12 @@ def interpolate(generator, z_start, z_end, steps: int = 8, method: str = "slerp"
 
 def walk_loop(generator, num_points: int = 4, steps: int = 8, seed: int = 0,
               latent_dim: int | None = None, method: str = "slerp"):
-    """A closed walk through `num_points` random z ~ N(0, I) and back to the first.
+    """A closed walk through `num_points` random z from the generator's prior and back to the first.
 
     Each of the `num_points` segments contributes `steps` frames (its start
     included, its end left to the next segment), so the frames loop seamlessly.
-    The points are `latent_vectors(num_points, latent_dim, seed)`.
+    The points are `latent_vectors(num_points, latent_dim, seed)`, with the
+    generator's prior (`sampling.latent_prior`).
 
     Returns:
         `(images, z_path)`: `(num_points * steps, H, W, C)` in [-1, 1] and
@@ -111,8 +112,7 @@ def walk_loop(generator, num_points: int = 4, steps: int = 8, seed: int = 0,
         raise ValueError(
             f"A walk needs num_points >= 2 and steps >= 1. Received: num_points={num_points}, steps={steps}"
         )
-    latent_dim = latent_dim or latent_size(generator)
-    points = latent_vectors(num_points, latent_dim, seed)
+    points = latent_vectors(num_points, latent_dim or latent_size(generator), seed, *latent_prior(generator))
     interp = _interp(method)
     t = np.arange(steps) / steps
     path = np.concatenate([interp(points[i], points[(i + 1) % num_points], t) for i in range(num_points)])
