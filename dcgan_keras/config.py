@@ -247,7 +247,7 @@ class Config:
           width 32 (the paper's layers, half as wide), batch 64, EMA 0.999,
           learning rates 8e-4 (D) and 1.6e-3 (G), Adam's betas 0 and 0.99,
           the R1 penalty with gamma 1 on one step in 4 (lazy R1), z drawn
-          from a mixture of 20 unit Gaussians (`latent_modes=20`, offset 5)
+          from a mixture of 10 unit Gaussians (`latent_modes=10`, offset 5)
           and `precision="auto"`. Its networks cost a third of the paper's per
           image, so `train`'s default epochs (`DEFAULT_EPOCHS`) buy 3x the
           steps of 20 epochs at the paper's width in less time.
@@ -285,6 +285,6 @@ RECIPES = {
     "paper": {},  # Config's own defaults are the paper's
     "default": {
         "base_width": 32, "batch_size": 64, "ema_decay": 0.999, "learning_rate": 8e-4, "g_learning_rate": 1.6e-3,
-        "beta_1": 0.0, "beta_2": 0.99, "r1_gamma": 1.0, "r1_every": 4, "precision": "auto", "latent_modes": 20,
+        "beta_1": 0.0, "beta_2": 0.99, "r1_gamma": 1.0, "r1_every": 4, "precision": "auto", "latent_modes": 10,
     },
 }

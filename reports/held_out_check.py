@@ -1,6 +1,6 @@
 """Are a run's samples nearer the training digits than held-out real digits are? (docs/quality.md)
 
-Usage: python reports/held_out_check.py RUN_DIR [RUN_DIR ...] [--subset 4000]
+Usage: python reports/held_out_check.py [RUN_DIR ...] [--subset 4000] [--random-splits 10]
 
 Each run must have been trained on a balanced subset of the bundled digits, the first N/10 of
 each class (`python reports/quality_run.py --subset N`); the other digits are held out, real
@@ -11,6 +11,9 @@ prints, against the same training subset:
 - the distance to the nearest training digit: mean, and the share of images nearer than the
   held-out digits' 1st, 5th and 10th percentiles. Copies of training digits would pile up
   below those (held-out digits: 1%, 5% and 10% by definition).
+
+`--random-splits K` also prints the memorisation ratio of 1,000 random digits held out against
+the other 4,000, for K random splits (seeds 0 to K-1): the range real digits give.
 """
 
 import argparse
@@ -28,12 +31,19 @@ PERCENTILES = (1, 5, 10)
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+")
+    p.add_argument("runs", nargs="*")
     p.add_argument("--subset", type=int, default=4000)
+    p.add_argument("--random-splits", type=int, default=0)
     a = p.parse_args(argv)
     images, labels = dk.load_digits()
-    train_idx = np.concatenate([np.flatnonzero(labels == c)[: a.subset // 10] for c in range(10)])
     digits = dk.data.preprocess(images[..., None], 32, 1).numpy()
+    if a.random_splits:
+        ratios = []
+        for seed in range(a.random_splits):
+            order = np.random.default_rng(seed).permutation(len(digits))
+            ratios.append(round(memorisation_ratio(digits[order[:1000]], digits[order[1000:]]), 3))
+        print(json.dumps({"held_out_ratio_random_splits": ratios, "mean": round(float(np.mean(ratios)), 3)}))
+    train_idx = np.concatenate([np.flatnonzero(labels == c)[: a.subset // 10] for c in range(10)])
     train, held_out = digits[train_idx], np.delete(digits, train_idx, axis=0)
     held_distance = nearest_neighbours(held_out, train, k=1).distances[:, 0]
     cuts = np.percentile(held_distance, PERCENTILES)

@@ -87,7 +87,7 @@ def register(subparsers):
     p.add_argument("--recipe", default="default", choices=tuple(RECIPES),
                    help="hyper-parameters to start from: 'paper' is Radford et al.'s, 'default' changes what "
                         "measured better on the digits (networks half as wide, batch 64, EMA, faster learning rates, "
-                        "Adam's betas 0 and 0.99, the R1 penalty, z from 20 modes); the flags below override it")
+                        "Adam's betas 0 and 0.99, the R1 penalty, z from 10 modes); the flags below override it")
     p.add_argument("--dataset", default="digits",
                    help="'digits' (bundled MNIST), 'tfds:NAME[:SPLIT]', or a folder of images")
     p.add_argument("--channels", type=int, default=None,
