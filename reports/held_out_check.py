@@ -1,9 +1,10 @@
 """Are a run's samples nearer the training digits than held-out real digits are? (docs/quality.md)
 
-Usage: python reports/held_out_check.py [RUN_DIR ...] [--subset 4000] [--random-splits 10]
+Usage: python reports/held_out_check.py [RUN_DIR ...] [--subset 4000] [--subset-seed 0] [--random-splits 10]
 
-Each run must have been trained on a balanced subset of the bundled digits, the first N/10 of
-each class (`python reports/quality_run.py --subset N`); the other digits are held out, real
+Each run must have been trained on a balanced subset of the bundled digits, N/10 of each class
+(`python reports/quality_run.py --subset N [--subset-seed S]`, with the same N and S as here:
+`quality_run.balanced_subset`); the other digits are held out, real
 digits the generator never saw. For 1,000 samples (seed 0) and for the held-out digits it
 prints, against the same training subset:
 
@@ -25,6 +26,7 @@ import dcgan_keras as dk
 from dcgan_keras.distances import memorisation_ratio, nearest_neighbours
 from dcgan_keras.export import load_checkpoint
 from dcgan_keras.metrics import sample_images
+from quality_run import balanced_subset  # the same subset as the runs trained on
 
 PERCENTILES = (1, 5, 10)
 
@@ -33,6 +35,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="*")
     p.add_argument("--subset", type=int, default=4000)
+    p.add_argument("--subset-seed", type=int, default=None)
     p.add_argument("--random-splits", type=int, default=0)
     a = p.parse_args(argv)
     images, labels = dk.load_digits()
@@ -43,7 +46,7 @@ def main(argv=None):
             order = np.random.default_rng(seed).permutation(len(digits))
             ratios.append(round(memorisation_ratio(digits[order[:1000]], digits[order[1000:]]), 3))
         print(json.dumps({"held_out_ratio_random_splits": ratios, "mean": round(float(np.mean(ratios)), 3)}))
-    train_idx = np.concatenate([np.flatnonzero(labels == c)[: a.subset // 10] for c in range(10)])
+    train_idx = balanced_subset(labels, a.subset, a.subset_seed)
     train, held_out = digits[train_idx], np.delete(digits, train_idx, axis=0)
     held_distance = nearest_neighbours(held_out, train, k=1).distances[:, 0]
     cuts = np.percentile(held_distance, PERCENTILES)

@@ -4,13 +4,14 @@ Usage: python reports/quality_run.py --name NAME [--recipe default] [--epochs 60
            [--base-width 64] [--learning-rate 2e-4] [--g-learning-rate 4e-4] [--beta1 0] [--beta2 0.99]
            [--augment translation,cutout]
            [--augment-target 0.6] [--ema 0.999] [--label-smoothing 0.1] [--r1 1] [--r1-every 4]
-           [--latent-modes 10] [--mode-offset 4] [--precision float32] [--seed 0] [--subset 500] [--keep-best digit_fd]
+           [--latent-modes 10] [--mode-offset 4] [--precision float32] [--seed 0] [--subset 500] [--subset-seed 0] [--keep-best digit_fd]
            [--out runs/quality] [--results runs/quality/results.jsonl]
 
 Prints one JSON line (and appends it to --results): the judge's classifier score, confident
 share, coverage, class shares, digit FD, precision/recall and memorisation ratio of 1,000
 samples, the wall time and the last epoch's losses. `--subset N` trains on N digits, N/10 of
-each class, and adds the memorisation ratio against those N. `--keep-best` scores the best
+each class (the first ones, or with `--subset-seed S` a random draw), and adds the memorisation
+ratio against those N (`balanced_subset`). `--keep-best` scores the best
 epoch's checkpoint and prints the last epoch's scores too.
 """
 
@@ -26,6 +27,16 @@ from dcgan_keras.distances import memorisation_ratio
 from dcgan_keras.export import load_checkpoint
 from dcgan_keras.judge import evaluate_digits, judge_context
 from dcgan_keras.sampling import batched_forward, latent_vectors_for
+
+def balanced_subset(labels, size: int, seed: int | None = None) -> np.ndarray:
+    """Indices of `size` digits, `size / 10` of each class: the first ones, or a random draw with `seed`."""
+    rng = None if seed is None else np.random.default_rng(seed)
+    chosen = []
+    for c in range(10):
+        members = np.flatnonzero(labels == c)
+        chosen.append(members[: size // 10] if rng is None else np.sort(rng.permutation(members)[: size // 10]))
+    return np.concatenate(chosen)
+
 
 KEYS = ("classifier_score", "confident_fraction", "coverage", "digit_fd", "precision", "recall", "memorisation_ratio")
 
@@ -52,6 +63,7 @@ def main(argv=None):
     p.add_argument("--precision")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--subset", type=int, default=0, help="a balanced subset of this many digits")
+    p.add_argument("--subset-seed", type=int, default=None, help="draw the subset at random with this seed")
     p.add_argument("--keep-best", default=None)
     p.add_argument("--out", default="runs/quality")
     p.add_argument("--results", default="runs/quality/results.jsonl")
@@ -69,7 +81,7 @@ def main(argv=None):
     dataset = "digits"
     if a.subset:
         images, labels = dk.load_digits()
-        dataset = images[np.concatenate([np.flatnonzero(labels == c)[: a.subset // 10] for c in range(10)])]
+        dataset = images[balanced_subset(labels, a.subset, a.subset_seed)]
     run_dir = os.path.join(a.out, a.name)
     shutil.rmtree(run_dir, ignore_errors=True)
     extra = {"keep_best": a.keep_best, "evaluate_every": 2} if a.keep_best else {}
