@@ -84,6 +84,17 @@ def check_augmentation(augment, augment_target) -> tuple[str, ...]:
     return names
 
 
+def check_prior(latent_modes, mode_offset, latent_dim: int) -> None:
+    """Raises a clear error unless `latent_modes` is 0 or 2..latent_dim and `mode_offset` is positive."""
+    if not (isinstance(latent_modes, int) and (latent_modes == 0 or 2 <= latent_modes <= latent_dim)):
+        raise ValueError(
+            f"latent_modes must be 0 (z ~ N(0, I)) or a number of modes from 2 to latent_dim ({latent_dim}). "
+            f"Received: latent_modes={latent_modes!r}"
+        )
+    if not (isinstance(mode_offset, (int, float)) and mode_offset > 0):
+        raise ValueError(f"mode_offset must be positive. Received: mode_offset={mode_offset!r}")
+
+
 @dataclass
 class Config:
     """Hyper-parameters of a DCGAN, defaulting to Radford et al. (2016).
@@ -196,13 +207,7 @@ class Config:
                 raise ValueError(
                     f"{name} must be a positive integer. Received: {name}={value!r}"
                 )
-        if not (isinstance(self.latent_modes, int) and (self.latent_modes == 0 or 2 <= self.latent_modes <= self.latent_dim)):
-            raise ValueError(
-                "latent_modes must be 0 (z ~ N(0, I)) or a number of modes from 2 to latent_dim "
-                f"({self.latent_dim}). Received: latent_modes={self.latent_modes!r}"
-            )
-        if not (isinstance(self.mode_offset, (int, float)) and self.mode_offset > 0):
-            raise ValueError(f"mode_offset must be positive. Received: mode_offset={self.mode_offset!r}")
+        check_prior(self.latent_modes, self.mode_offset, self.latent_dim)
         rates = {"learning_rate": self.learning_rate}
         if self.g_learning_rate is not None:  # None: the generator's is learning_rate
             rates["g_learning_rate"] = self.g_learning_rate

@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from dcgan_keras.augment import diff_augment
-from dcgan_keras.config import Config, check_augmentation
+from dcgan_keras.config import Config, check_augmentation, check_prior
 from dcgan_keras.distribute import multi_worker_step
 from dcgan_keras.fast_layers import exact_second_derivatives
 from dcgan_keras.networks import build_discriminator, build_generator
@@ -53,8 +53,8 @@ def _loss_scaled(optimizer, model: keras.Model):
 
 # The DCGAN arguments a Config sets and get_config saves (besides the two networks).
 _SETTINGS = (
-    "latent_dim", "latent_modes", "mode_offset", "label_smoothing", "ema_decay", "seed", "learning_rate", "g_learning_rate", "beta_1", "beta_2",
-    "augment", "augment_target", "r1_gamma", "r1_every",
+    "latent_dim", "latent_modes", "mode_offset", "label_smoothing", "ema_decay", "seed", "learning_rate",
+    "g_learning_rate", "beta_1", "beta_2", "augment", "augment_target", "r1_gamma", "r1_every",
 )
 
 
@@ -163,11 +163,7 @@ class DCGAN(keras.Model):
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = int(inferred)
-        if not (isinstance(latent_modes, (int, np.integer)) and (latent_modes == 0 or 2 <= latent_modes <= inferred)):
-            raise ValueError(
-                f"latent_modes must be 0 (z ~ N(0, I)) or from 2 to latent_dim ({inferred}). "
-                f"Received: latent_modes={latent_modes!r}"
-            )
+        check_prior(latent_modes, mode_offset, int(inferred))
         self.latent_modes = int(latent_modes)
         self.mode_offset = float(mode_offset)
         self.label_smoothing = float(label_smoothing)
