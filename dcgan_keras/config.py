@@ -104,8 +104,8 @@ class Config:
         channels: 1 (grayscale) or 3 (RGB).
         latent_dim: size of the noise vector z (the paper uses 100).
         latent_modes: the prior z is drawn from, in training and sampling
-            alike: 0 = N(0, I), as the paper's networks (its code draws
-            uniform noise); K >= 2 = a mixture of K equally likely unit
+            alike: 0 = N(0, I), as the PyTorch example (the paper draws
+            uniform noise, Figure 1); K >= 2 = a mixture of K equally likely unit
             Gaussians, centred `mode_offset` along each of the first K axes
             (`dcgan_keras.sampling.latent_vectors`). Data made of a few
             kinds of images (ten digits) is easier to cover from K separate
