@@ -12,7 +12,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from dcgan_keras.sampling import MODE_OFFSET, latent_prior, mixture_noise
+from dcgan_keras.sampling import MODE_OFFSET, latent_prior, mixture_noise, record_prior
 
 
 def _as_generator(model) -> keras.Model:
@@ -286,7 +286,7 @@ class SavedModelGenerator:
         out = self._serve.structured_outputs["images"]
         self.output_shape = (None, *[int(d) for d in out.shape[1:]])
         prior = getattr(self._loaded, "latent_prior", [])  # exports before priors: N(0, I)
-        self.latent_modes, self.mode_offset = (int(prior[0].numpy()), float(prior[1].numpy())) if prior else (0, MODE_OFFSET)
+        record_prior(self, *((int(prior[0].numpy()), float(prior[1].numpy())) if prior else (0, MODE_OFFSET)))
 
     def __call__(self, z, training=False):
         z = tf.convert_to_tensor(z, tf.float32)

@@ -14,7 +14,7 @@ from dcgan_keras.config import Config, check_augmentation, check_prior
 from dcgan_keras.distribute import multi_worker_step
 from dcgan_keras.fast_layers import exact_second_derivatives
 from dcgan_keras.networks import build_discriminator, build_generator
-from dcgan_keras.sampling import MODE_OFFSET, batched_forward, latent_vectors, mixture_noise
+from dcgan_keras.sampling import MODE_OFFSET, batched_forward, latent_vectors, mixture_noise, record_prior
 
 
 def paper_adam(config: Config | None = None, generator: bool = False) -> keras.optimizers.Adam:
@@ -194,8 +194,8 @@ class DCGAN(keras.Model):
             self.ema_generator = keras.models.clone_model(generator)
             self.ema_generator.set_weights(generator.get_weights())
         for network in (generator, self.ema_generator):
-            if network is not None:  # what `latent_prior(network)` reads
-                network.latent_modes, network.mode_offset = self.latent_modes, self.mode_offset
+            if network is not None:
+                record_prior(network, self.latent_modes, self.mode_offset)
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_tracker = keras.metrics.Mean(name="d_real")

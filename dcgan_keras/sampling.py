@@ -63,6 +63,12 @@ def latent_prior(generator) -> tuple[int, float]:
     return int(getattr(generator, "latent_modes", 0) or 0), float(getattr(generator, "mode_offset", MODE_OFFSET))
 
 
+def record_prior(model, modes: int, offset: float):
+    """Marks `model` as trained on this prior (what `latent_prior` reads) and returns it."""
+    model.latent_modes, model.mode_offset = int(modes), float(offset)
+    return model
+
+
 def latent_vectors_for(generator, num: int, seed: int = 0) -> np.ndarray:
     """`num` latent vectors of the size and prior `generator` takes (`latent_vectors`)."""
     return latent_vectors(num, latent_size(generator), seed, *latent_prior(generator))

@@ -42,7 +42,7 @@ import keras
 from keras import layers
 
 from dcgan_keras.experiments.guided import resolve_layer
-from dcgan_keras.sampling import batched_forward, latent_prior, latent_vectors_for
+from dcgan_keras.sampling import batched_forward, latent_prior, latent_vectors_for, record_prior
 
 _WEIGHTED = (layers.Conv2D, layers.Conv2DTranspose, layers.Dense)
 _PASS_THROUGH = (layers.Dropout, layers.Activation, layers.ReLU, layers.LeakyReLU, layers.Identity)
@@ -102,7 +102,7 @@ def generator_from_saved_model(path) -> keras.Model:
                     f"Received: path={path!r}"
                 )
             weight.assign(value)
-    generator.latent_modes, generator.mode_offset = served.latent_modes, served.mode_offset  # its prior
+    record_prior(generator, *latent_prior(served))
     z = latent_vectors_for(generator, 4, seed=0)
     diff = np.abs(np.asarray(generator(z, training=False)) - np.asarray(served(z))).max()
     if diff > 3.0 / 127.5:  # the export rounds to uint8
@@ -240,7 +240,7 @@ def ablate_filters(generator, layer=None, filters=()) -> keras.Model:
     kernel[tuple(index)] = 0.0
     consumer.kernel.assign(kernel)
     copy.ablated = {"layer": name, "filters": filters}
-    copy.latent_modes, copy.mode_offset = latent_prior(generator)  # the same prior as the original
+    record_prior(copy, *latent_prior(generator))  # the same prior as the original
     return copy
 
 
