@@ -130,12 +130,16 @@ def _measure(batches, max_batches: int | None, epochs: int = 2) -> dict:
 
 
 def _import(loader: str) -> None:
+    if loader == "torchvision":
+        import torchvision  # noqa: F401
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if loader == "ours":
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         import dcgan_keras  # noqa: F401
     else:
-        import torchvision  # noqa: F401
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
 
 
 def run_ours(folder: str, count: int, max_batches: int | None) -> dict:
@@ -153,6 +157,48 @@ def run_ours(folder: str, count: int, max_batches: int | None) -> dict:
 
     result = _measure(batches, None if cached else max_batches)
     result["mode"] = "cached in memory" if cached else "streamed"
+    return result
+
+
+def run_tf_data(folder: str, count: int, max_batches: int | None) -> dict:
+    """The least a tf.data pipeline does: no sample check, no skipping of bad files, no cache."""
+    import tensorflow as tf
+
+    def load(path):
+        image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+        return tf.image.resize(image, (IMAGE_SIZE, IMAGE_SIZE))  # the generated images are square
+
+    made = {}
+
+    def batches():
+        if "ds" not in made:
+            files = tf.data.Dataset.list_files(os.path.join(folder, "*", "*.jpg"), shuffle=True, seed=0)
+            images = files.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(BATCH, drop_remainder=True)
+            made["ds"] = images.map(lambda x: x / 127.5 - 1.0).prefetch(tf.data.AUTOTUNE)
+        return made["ds"]
+
+    result = _measure(batches, max_batches)
+    result["mode"] = "streamed"
+    return result
+
+
+def run_keras(folder: str, count: int, max_batches: int | None) -> dict:
+    """Keras' own folder loader, `image_dataset_from_directory`, scaled to [-1, 1]."""
+    import keras
+
+    made = {}
+
+    def batches():
+        if "ds" not in made:
+            images = keras.utils.image_dataset_from_directory(
+                folder, labels=None, image_size=(IMAGE_SIZE, IMAGE_SIZE), batch_size=BATCH,
+                shuffle=True, seed=0, crop_to_aspect_ratio=True, verbose=False,
+            )
+            made["ds"] = images.map(lambda x: x / 127.5 - 1.0)
+        return made["ds"]
+
+    result = _measure(batches, max_batches)
+    result["mode"] = "streamed"
     return result
 
 
@@ -178,6 +224,9 @@ def run_torchvision(folder: str, count: int, max_batches: int | None) -> dict:
     result = _measure(batches, max_batches)
     result["mode"] = "streamed"
     return result
+
+
+LOADERS = {"ours": run_ours, "tf.data": run_tf_data, "keras": run_keras, "torchvision": run_torchvision}
 
 
 def _children() -> list[int]:
@@ -259,7 +308,9 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=80, help="side of the generated JPEGs")
     parser.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "dcgan_data_scale"),
                         help="where the generated folders are kept between runs")
-    parser.add_argument("--loaders", nargs="+", default=["ours", "torchvision"])
+    parser.add_argument("--loaders", nargs="+", choices=list(LOADERS), default=list(LOADERS),
+                        help="tf.data: the least a pipeline does (list_files, decode, resize, batch); keras: "
+                             "keras.utils.image_dataset_from_directory")
     parser.add_argument("--max-batches", type=int, default=None,
                         help="time only the first M batches of each epoch of a loader that streams "
                              "(ours when the images do not fit the cache budget, torchvision always); "
@@ -281,7 +332,7 @@ def main() -> None:
         import_s = time.perf_counter() - start
         sampler = MemorySampler()
         sampler.start()
-        result = (run_ours if loader == "ours" else run_torchvision)(folder, int(count), args.max_batches)
+        result = LOADERS[loader](folder, int(count), args.max_batches)
         sampler.stop()
         result.update(_peak_rss(sampler), import_s=import_s)
         print(json.dumps(result))

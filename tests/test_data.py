@@ -254,7 +254,11 @@ def test_a_file_that_fails_while_reading_is_replaced_and_logged_once(tmp_path, c
     assert "2 such file(s) so far" in logged[-1]
 
 
-def test_files_that_fail_at_the_start_middle_and_end_of_an_epoch_are_each_named(tmp_path, caplog):
+@pytest.mark.parametrize("check_group", [64, 3, 2])  # one group; gaps between groups; a gap inside one
+def test_files_that_fail_at_the_start_middle_and_end_of_an_epoch_are_each_named(
+    tmp_path, caplog, monkeypatch, check_group
+):
+    monkeypatch.setattr(dk.data, "CHECK_GROUP", check_group)
     folder = _gray_folder(tmp_path / "f", 10)
     ds = dk.make_dataset(folder, image_size=8, channels=1, batch_size=2, shuffle=False, cache="off")
     for i in (0, 4, 5, 9):  # first, two in a row, last: every kind of gap in the positions
