@@ -2,6 +2,7 @@ import json
 import logging
 import os
 import re
+import random
 import socket
 import subprocess
 import sys
@@ -392,3 +393,25 @@ def test_large_jpegs_are_decoded_at_reduced_scale_to_nearly_the_same_images(tmp_
     difference = np.abs(reduced - whole) * 127.5  # in 0-255 levels
     assert difference[0].max() <= 0.5  # too small to reduce: the same decode, rounded to uint8 levels
     assert difference.mean() < 2.0 and difference.max() < 16.0
+
+
+def test_jpegs_are_decoded_whole_when_no_sampled_image_is_twice_the_image_size(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "f"
+    folder.mkdir()
+    sampled = random.Random(0).sample(range(2), 1)[0]  # which of the 2 sorted files a 1-file sample takes
+    names = {"small": f"{sampled}.jpg", "large": f"{1 - sampled}.jpg"}
+    for name, side in (("small", 40), ("large", 700)):
+        small = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((side, side), Image.BILINEAR).save(folder / names[name], quality=92)
+    whole = dk.data.preprocess(dk.data._read_rgb(tf.constant(str(folder / names["large"])))[None], 32, 3)[0].numpy()
+
+    def large_image(sample_files):
+        monkeypatch.setattr(dk.data, "SAMPLE_FILES", sample_files)
+        ds = dk.make_dataset(str(folder), image_size=32, channels=3, batch_size=2, shuffle=False, cache="off")
+        return next(iter(ds)).numpy()[1 - sampled]
+
+    # The sample holds only the small file: no file is decoded at reduced scale.
+    assert np.abs(large_image(1) - whole).max() * 127.5 <= 0.5
+    # The sample holds the large file: it is decoded at 1/8 scale, a little different.
+    assert np.abs(large_image(2) - whole).max() * 127.5 > 0.5
