@@ -941,8 +941,9 @@ def _folder_source(folder: str, image_size: int | None) -> _Source:
     names = tf.convert_to_tensor(np.array(paths, dtype=object))  # 10x faster than from a list
     root = os.path.join(folder, "")
     # JPEGs are decoded at reduced scale where they are at least twice image_size. When
-    # no image of the sample is, the per-file choice (~30% of a small file's decode)
-    # is left out: a larger file outside the sample is then decoded whole (slower, the same image).
+    # no image of the sample is, the per-file choice (a header read, a cond and a switch)
+    # is left out: a larger file outside the sample is then decoded whole (slower, the
+    # same image).
     reduce = image_size if image_size and max(sides.values()) >= 2 * image_size else None
     return _Source(
         elements=None,
