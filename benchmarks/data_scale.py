@@ -107,17 +107,19 @@ def warm_page_cache(folder: str) -> None:
                     pass
 
 
-def _measure(batches, max_batches: int | None, epochs: int = 2) -> dict:
-    """First batch seconds and images/s per epoch of an iterable of batches made anew per epoch.
+def _measure(make, max_batches: int | None, epochs: int = 2, batches=iter) -> dict:
+    """First batch seconds and images/s per epoch of the loader `make()` builds (once, timed).
 
-    With `max_batches`, each epoch is timed over its first `max_batches` batches
-    only (from the start of the epoch, so a buffer's fill counts).
+    Each epoch iterates `batches(loader)` anew. With `max_batches`, each epoch is
+    timed over its first `max_batches` batches only (from the start of the
+    epoch, so a buffer's fill counts).
     """
     result = {}
     start = time.perf_counter()
+    loader = make()
     for epoch in range(epochs):
         images, count, epoch_start = 0, 0, time.perf_counter()
-        for batch in batches():
+        for batch in batches(loader):
             if "first_batch_s" not in result:
                 result["first_batch_s"] = time.perf_counter() - start
             images += int(batch.shape[0])
@@ -148,16 +150,11 @@ def run_ours(folder: str, count: int, max_batches: int | None) -> dict:
     # cache="auto" keeps the images in memory when they fit the budget: such a run
     # fills the cache in epoch 1, which is then timed in full (and epoch 2 as well).
     cached = count * IMAGE_SIZE * IMAGE_SIZE * 3 <= dk.data.CACHE_BUDGET_BYTES
-    made = {}
-
-    def batches():
-        if "ds" not in made:
-            made["ds"] = dk.make_dataset(folder, image_size=IMAGE_SIZE, channels=3, batch_size=BATCH, seed=0)
-        return made["ds"]
-
-    result = _measure(batches, None if cached else max_batches)
-    result["mode"] = "cached in memory" if cached else "streamed"
-    return result
+    result = _measure(
+        lambda: dk.make_dataset(folder, image_size=IMAGE_SIZE, channels=3, batch_size=BATCH, seed=0),
+        None if cached else max_batches,
+    )
+    return dict(result, mode="cached in memory" if cached else "streamed")
 
 
 def run_tf_data(folder: str, count: int, max_batches: int | None) -> dict:
@@ -168,38 +165,26 @@ def run_tf_data(folder: str, count: int, max_batches: int | None) -> dict:
         image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
         return tf.image.resize(image, (IMAGE_SIZE, IMAGE_SIZE))  # the generated images are square
 
-    made = {}
+    def make():
+        files = tf.data.Dataset.list_files(os.path.join(folder, "*", "*.jpg"), shuffle=True, seed=0)
+        images = files.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(BATCH, drop_remainder=True)
+        return images.map(lambda x: x / 127.5 - 1.0).prefetch(tf.data.AUTOTUNE)
 
-    def batches():
-        if "ds" not in made:
-            files = tf.data.Dataset.list_files(os.path.join(folder, "*", "*.jpg"), shuffle=True, seed=0)
-            images = files.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(BATCH, drop_remainder=True)
-            made["ds"] = images.map(lambda x: x / 127.5 - 1.0).prefetch(tf.data.AUTOTUNE)
-        return made["ds"]
-
-    result = _measure(batches, max_batches)
-    result["mode"] = "streamed"
-    return result
+    return dict(_measure(make, max_batches), mode="streamed")
 
 
 def run_keras(folder: str, count: int, max_batches: int | None) -> dict:
     """Keras' own folder loader, `image_dataset_from_directory`, scaled to [-1, 1]."""
     import keras
 
-    made = {}
+    def make():
+        images = keras.utils.image_dataset_from_directory(
+            folder, labels=None, image_size=(IMAGE_SIZE, IMAGE_SIZE), batch_size=BATCH,
+            shuffle=True, seed=0, crop_to_aspect_ratio=True, verbose=False,
+        )
+        return images.map(lambda x: x / 127.5 - 1.0)
 
-    def batches():
-        if "ds" not in made:
-            images = keras.utils.image_dataset_from_directory(
-                folder, labels=None, image_size=(IMAGE_SIZE, IMAGE_SIZE), batch_size=BATCH,
-                shuffle=True, seed=0, crop_to_aspect_ratio=True, verbose=False,
-            )
-            made["ds"] = images.map(lambda x: x / 127.5 - 1.0)
-        return made["ds"]
-
-    result = _measure(batches, max_batches)
-    result["mode"] = "streamed"
-    return result
+    return dict(_measure(make, max_batches), mode="streamed")
 
 
 def run_torchvision(folder: str, count: int, max_batches: int | None) -> dict:
@@ -211,19 +196,15 @@ def run_torchvision(folder: str, count: int, max_batches: int | None) -> dict:
         transforms.Resize(IMAGE_SIZE), transforms.CenterCrop(IMAGE_SIZE), transforms.ToTensor(),
         transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     ])
-    made = {}
 
-    def batches():
-        if "loader" not in made:
-            made["loader"] = torch.utils.data.DataLoader(
-                datasets.ImageFolder(folder, transform=transform),
-                batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True,
-            )
-        return (images for images, _ in made["loader"])
+    def make():
+        return torch.utils.data.DataLoader(
+            datasets.ImageFolder(folder, transform=transform),
+            batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True,
+        )
 
-    result = _measure(batches, max_batches)
-    result["mode"] = "streamed"
-    return result
+    result = _measure(make, max_batches, batches=lambda loader: (images for images, _ in loader))
+    return dict(result, mode="streamed")
 
 
 LOADERS = {"ours": run_ours, "tf.data": run_tf_data, "keras": run_keras, "torchvision": run_torchvision}

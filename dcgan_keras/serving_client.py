@@ -35,7 +35,9 @@ SIGNATURES = {
     "latent": {"inputs": {"seed": ("int64", 0), "num_images": ("int32", 0)}, "output": "z"},
 }
 # The signatures whose inputs are scalars: only the columnar form ("inputs") can hold them.
-SCALAR_INPUTS = ("sample", "latent")
+SCALAR_INPUTS = tuple(
+    name for name, spec in SIGNATURES.items() if all(ndim == 0 for _, ndim in spec["inputs"].values())
+)
 
 
 def _check_signature(signature_name: str) -> None:
