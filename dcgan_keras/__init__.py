@@ -3,7 +3,7 @@
 from dcgan_keras import _backend  # noqa: F401  (selects the TensorFlow backend)
 from dcgan_keras.callbacks import EvaluationCallback, LossPlot, SampleGrid
 from dcgan_keras.config import Config
-from dcgan_keras.data import load_digits, make_dataset
+from dcgan_keras.data import load_digits, load_twemoji, make_dataset
 from dcgan_keras.distribute import make_strategy
 from dcgan_keras.export import export_generator, load_generator
 from dcgan_keras.gan import DCGAN, paper_adam

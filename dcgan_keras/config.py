@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from dcgan_keras.sampling import MODE_OFFSET
+from dcgan_keras.sampling import DISTRIBUTIONS, MODE_OFFSET
 
 SUPPORTED_IMAGE_SIZES = (32, 64, 128)
 SUPPORTED_CHANNELS = (1, 3)
@@ -84,8 +84,14 @@ def check_augmentation(augment, augment_target) -> tuple[str, ...]:
     return names
 
 
-def check_prior(latent_modes, mode_offset, latent_dim: int) -> None:
-    """Raises a clear error unless `latent_modes` is 0 or 2..latent_dim and `mode_offset` is positive."""
+def check_prior(latent_modes, mode_offset, latent_dim: int, distribution: str = "normal") -> None:
+    """Raises a clear error unless `distribution` is one of `DISTRIBUTIONS`, `latent_modes` is 0 or
+    2..latent_dim (0 for a uniform prior) and `mode_offset` is positive."""
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(
+            f"latent_distribution must be one of {', '.join(DISTRIBUTIONS)} (the paper draws uniform z, "
+            f"the PyTorch example normal z). Received: latent_distribution={distribution!r}"
+        )
     if not (isinstance(latent_modes, int) and (latent_modes == 0 or 2 <= latent_modes <= latent_dim)):
         raise ValueError(
             f"latent_modes must be 0 (z ~ N(0, I)) or a number of modes from 2 to latent_dim ({latent_dim}). "
@@ -93,6 +99,12 @@ def check_prior(latent_modes, mode_offset, latent_dim: int) -> None:
         )
     if not (isinstance(mode_offset, (int, float)) and mode_offset > 0):
         raise ValueError(f"mode_offset must be positive. Received: mode_offset={mode_offset!r}")
+    if distribution == "uniform" and latent_modes:
+        raise ValueError(
+            "latent_modes needs normal z (a mixture of unit Gaussians); a uniform prior has no modes. "
+            f"Pass latent_distribution='normal' or latent_modes=0. Received: latent_modes={latent_modes!r}, "
+            f"latent_distribution={distribution!r}"
+        )
 
 
 @dataclass
@@ -103,13 +115,15 @@ class Config:
         image_size: side of the square images, one of 32, 64 or 128.
         channels: 1 (grayscale) or 3 (RGB).
         latent_dim: size of the noise vector z (the paper uses 100).
-        latent_modes: the prior z is drawn from, in training and sampling
-            alike: 0 = N(0, I), as the PyTorch example (the paper draws
-            uniform noise, Figure 1); K >= 2 = a mixture of K equally likely unit
-            Gaussians, centred `mode_offset` along each of the first K axes
-            (`dcgan_keras.sampling.latent_vectors`). Data made of a few
-            kinds of images (ten digits) is easier to cover from K separate
-            modes than from one blob.
+        latent_distribution: the distribution z is drawn from, in training
+            and sampling alike: "uniform" on [-1, 1]^latent_dim, as the paper
+            (Figure 1), or "normal", as the PyTorch example.
+        latent_modes: with normal z: 0 = N(0, I); K >= 2 = a mixture of K
+            equally likely unit Gaussians, centred `mode_offset` along each of
+            the first K axes (`dcgan_keras.sampling.latent_vectors`). Data made
+            of a few kinds of images (ten digits) is easier to cover from K
+            separate modes than from one blob. An export takes z ~ N(0, I)
+            whatever the prior (`sampling.from_standard_normal`).
         mode_offset: distance of each mode's centre from the origin.
         base_width: width of the widest-resolution layer of both networks
             (`ngf`/`ndf` in the PyTorch example); widths double per stage.
@@ -167,6 +181,7 @@ class Config:
     image_size: int = 32
     channels: int = 1
     latent_dim: int = 100
+    latent_distribution: str = "uniform"
     latent_modes: int = 0
     mode_offset: float = MODE_OFFSET
     base_width: int = 64
@@ -207,7 +222,7 @@ class Config:
                 raise ValueError(
                     f"{name} must be a positive integer. Received: {name}={value!r}"
                 )
-        check_prior(self.latent_modes, self.mode_offset, self.latent_dim)
+        check_prior(self.latent_modes, self.mode_offset, self.latent_dim, self.latent_distribution)
         rates = {"learning_rate": self.learning_rate}
         if self.g_learning_rate is not None:  # None: the generator's is learning_rate
             rates["g_learning_rate"] = self.g_learning_rate
@@ -245,14 +260,16 @@ class Config:
         """The `Config` of a named recipe (`RECIPES`), with `overrides` on top.
 
         - `"paper"`: exactly the paper's settings: batch 128, Adam 2e-4 /
-          beta_1 0.5, no moving average, no augmentation (`Config()`).
+          beta_1 0.5, z uniform on [-1, 1]^100, weights from N(0, 0.02),
+          LeakyReLU slope 0.2, no moving average, no augmentation (`Config()`).
         - `"default"`: what `python -m dcgan_keras train` runs: the paper's
           networks and optimizer with the changes that measured better on
           the bundled digits (README, "What the default run gives"): base
           width 32 (the paper's layers, half as wide), batch 64, EMA 0.999,
           learning rates 8e-4 (D) and 1.6e-3 (G), Adam's betas 0 and 0.99,
           the R1 penalty with gamma 1 on one step in 4 (lazy R1), z drawn
-          from a mixture of 10 unit Gaussians (`latent_modes=10`, offset 5)
+          from a mixture of 10 unit Gaussians (`latent_distribution="normal"`,
+          `latent_modes=10`, offset 5)
           and `precision="auto"`. Its networks cost a third of the paper's per
           image, so `train`'s default epochs (`DEFAULT_EPOCHS`) buy 3x the
           steps of 20 epochs at the paper's width in less time.
@@ -290,6 +307,7 @@ RECIPES = {
     "paper": {},  # Config's own defaults are the paper's
     "default": {
         "base_width": 32, "batch_size": 64, "ema_decay": 0.999, "learning_rate": 8e-4, "g_learning_rate": 1.6e-3,
-        "beta_1": 0.0, "beta_2": 0.99, "r1_gamma": 1.0, "r1_every": 4, "precision": "auto", "latent_modes": 10,
+        "beta_1": 0.0, "beta_2": 0.99, "r1_gamma": 1.0, "r1_every": 4, "precision": "auto",
+        "latent_distribution": "normal", "latent_modes": 10,
     },
 }

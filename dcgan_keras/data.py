@@ -2,6 +2,7 @@
 
 Sources:
 - `"digits"`: 5,000 real MNIST digits bundled with the package (offline default).
+- `"twemoji"`: 3,491 colour emoji at 64x64 bundled with the package (`load_twemoji`).
 - `"tfds:NAME[:SPLIT]"`: any TensorFlow Datasets image dataset, e.g.
   `"tfds:celeb_a"`, `"tfds:cifar10:train"`, `"tfds:lsun/bedroom"`.
 - a folder of images (searched recursively; jpg, jpeg, png, bmp, gif).
@@ -38,6 +39,7 @@ from dcgan_keras.config import SUPPORTED_CHANNELS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 DIGITS = "digits"
+TWEMOJI = "twemoji"
 CACHE_MODES = ("auto", "memory", "off")
 # cache="auto" keeps images in memory up to this many bytes (uint8, already resized).
 # TensorFlow itself takes ~0.7 GB of RSS; with this budget a process stays under ~1.5 GB
@@ -74,12 +76,37 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
             return data["images"], data["labels"]
 
 
+def load_twemoji() -> dict[str, np.ndarray]:
+    """The bundled Twemoji: 3,491 colour emoji at 64x64 and their labels.
+
+    Twemoji graphics are Copyright Twitter, Inc and other contributors, CC BY 4.0
+    (https://creativecommons.org/licenses/by/4.0/); the images of the
+    emoji-datasource-twitter npm package 16.0.0, composited on white.
+
+    Returns:
+        A dict of arrays, one entry per image: `images` (uint8, `(3491, 64, 64, 3)`,
+        RGB), `category` (10 Unicode groups, e.g. `"Smileys & Emotion"`), `subcategory`,
+        `short_name` (e.g. `"female-technologist-tone3"`), `name`, `base` (the emoji a
+        skin-tone variant belongs to), `skin_tone` (0 none, 1 light .. 5 dark), `gender`
+        (`"male"`, `"female"`, `"neutral"` or `""`) and `filename`.
+    """
+    with resources.files("dcgan_keras").joinpath("assets/twemoji_64.npz").open("rb") as f:
+        with np.load(f) as data:
+            return {key: data[key] for key in data.files}
+
+
+def twemoji_categories() -> list[str]:
+    """The Twemoji categories, sorted: `load_labelled("twemoji")`'s labels index this list."""
+    return sorted(set(load_twemoji()["category"].tolist()))
+
+
 def load_labelled(dataset: str, max_examples: int | None = None, data_dir: str | None = None):
     """Images and their class labels, for experiments that need labels (the features protocol).
 
     Args:
-        dataset: "digits" (the bundled digits) or "tfds:NAME[:SPLIT]" (a TFDS
-            dataset with labels, e.g. "tfds:cifar10", "tfds:svhn_cropped").
+        dataset: "digits" (the bundled digits), "twemoji" (the bundled emoji,
+            labelled by category: `twemoji_categories()`) or "tfds:NAME[:SPLIT]"
+            (a TFDS dataset with labels, e.g. "tfds:cifar10", "tfds:svhn_cropped").
         max_examples: keep at most this many examples (digits: a fixed random
             subset, as they are sorted by class; TFDS: the first ones).
         data_dir: TFDS data folder.
@@ -93,11 +120,17 @@ def load_labelled(dataset: str, max_examples: int | None = None, data_dir: str |
         if max_examples:  # the bundled digits are sorted by class: take a random subset
             keep = np.sort(np.random.default_rng(0).permutation(len(labels))[:max_examples])
             images, labels = images[keep], labels[keep]
+    elif dataset == TWEMOJI:
+        emoji = load_twemoji()
+        images, labels = emoji["images"], np.searchsorted(twemoji_categories(), emoji["category"])
+        if max_examples:  # grouped by category: a random subset, as for the digits
+            keep = np.sort(np.random.default_rng(0).permutation(len(labels))[:max_examples])
+            images, labels = images[keep], labels[keep]
     elif dataset.startswith("tfds:"):
         images, labels = _tfds_labelled(dataset[len("tfds:"):], max_examples, data_dir)
     else:
         raise ValueError(
-            f"dataset must be 'digits' or 'tfds:NAME[:SPLIT]' (with labels). Received: dataset={dataset!r}")
+            f"dataset must be 'digits', 'twemoji' or 'tfds:NAME[:SPLIT]' (with labels). Received: dataset={dataset!r}")
     if max_examples:
         images, labels = images[:max_examples], labels[:max_examples]
     return images, np.asarray(labels).astype("int64")
@@ -485,12 +518,14 @@ def _open_source(source, data_dir, image_size) -> _Source:
         return _array_source(source, "The array")
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(
-            "source must be 'digits', 'tfds:NAME[:SPLIT]', a folder path or a NumPy "
+            "source must be 'digits', 'twemoji', 'tfds:NAME[:SPLIT]', a folder path or a NumPy "
             f"array. Received: source of type {type(source).__name__}"
         )
     source = os.fspath(source)
     if source == DIGITS:
         return _array_source(load_digits()[0], "The bundled digits")
+    if source == TWEMOJI:
+        return _array_source(load_twemoji()["images"], "The bundled Twemoji")
     if source.startswith("tfds:"):
         return _tfds_source(source[len("tfds:"):], data_dir)
     if os.path.isdir(source):
@@ -501,7 +536,7 @@ def _open_source(source, data_dir, image_size) -> _Source:
     )
     raise ValueError(
         f"Cannot read images from {source!r}: it looks like {hint}. Use 'digits' "
-        "(the bundled MNIST digits), 'tfds:NAME[:SPLIT]' for a TensorFlow Datasets "
+        "(the bundled MNIST digits), 'twemoji' (the bundled colour emoji), 'tfds:NAME[:SPLIT]' for a TensorFlow Datasets "
         "dataset (e.g. 'tfds:celeb_a'), or the path of an existing folder of "
         f"images. Received: source={source!r}"
     )

@@ -12,7 +12,11 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from dcgan_keras.sampling import MODE_OFFSET, latent_prior, mixture_noise, record_prior
+from dcgan_keras.sampling import DISTRIBUTIONS, MODE_OFFSET, from_standard_normal, latent_prior, record_prior
+
+# The most images one call of an export's `sample` or `latent` signature makes: a bound on
+# what one request can cost a server (1,024 64x64x3 images take ~0.6 s on 2 CPU cores).
+MAX_NUM_IMAGES = 1024
 
 
 def _as_generator(model) -> keras.Model:
@@ -99,21 +103,69 @@ def float32_copy(generator: keras.Model) -> keras.Model:
     return copy
 
 
+@keras.saving.register_keras_serializable(package="dcgan_keras")
+class StandardNormalInput(keras.layers.Layer):
+    """Maps z ~ N(0, I) to a draw of a generator's prior (`sampling.from_standard_normal`).
+
+    The first layer of `serving_generator`: it lets every export take what
+    standard DCGAN clients send, z ~ N(0, I), whatever prior the generator
+    was trained on (uniform, N(0, I) or a mixture of modes).
+    """
+
+    def __init__(self, modes: int = 0, offset: float = MODE_OFFSET, distribution: str = "normal", **kwargs):
+        super().__init__(**kwargs)
+        self.modes, self.offset, self.distribution = int(modes), float(offset), str(distribution)
+
+    def call(self, z):
+        return from_standard_normal(z, self.modes, self.offset, self.distribution)
+
+    def get_config(self):
+        return {**super().get_config(), "modes": self.modes, "offset": self.offset, "distribution": self.distribution}
+
+
+def serving_generator(model, keep_precision: bool = False) -> keras.Model:
+    """The generator as every export serves it: z ~ N(0, I) in, images in [-1, 1] out, in float32.
+
+    Its first layer (`StandardNormalInput`) maps N(0, I) to the prior the
+    generator was trained on, so that a client drawing z ~ N(0, I), as every
+    DCGAN client does, gets the generator's own samples; then comes the
+    generator (the EMA copy where there is one), as a float32 copy when it
+    computes in 16 bits (`float32_copy`) unless `keep_precision`.
+
+    Args:
+        model: a `DCGAN` (its `sampler`) or a generator model.
+        keep_precision: keep a mixed-precision generator's 16-bit graph.
+
+    Returns:
+        A functional `keras.Model` `z -> images`, with the generator's weights (not a copy of
+        them, unless it was rebuilt in float32).
+    """
+    generator = _as_generator(model)
+    prior = latent_prior(generator)  # before a float32 copy, which does not carry it
+    if computes_in_16_bits(generator) and not keep_precision:
+        generator = float32_copy(generator)
+    z = keras.Input((int(generator.input_shape[-1]),), name="z")
+    images = generator(StandardNormalInput(*prior, name="standard_normal_input")(z))
+    return keras.Model(z, images, name="serving_generator")
+
+
 def export_generator(model, base_dir, version: int | None = None, keep_precision: bool = False) -> str:
     """Writes the generator to `base_dir/<version>/` as a SavedModel.
 
-    The SavedModel has four signatures, all with batch norm in inference mode:
+    The SavedModel has four signatures, all with batch norm in inference mode,
+    and all taking z ~ N(0, I) whatever prior the generator was trained on
+    (`serving_generator` maps it to that prior inside the graph):
 
-    - `serving_default`: `z` (float32 `[batch, latent_dim]`) -> `images`
-      (uint8 `[batch, H, W, C]`, 0..255).
-    - `sample`: `seed` (int64 scalar) and `num_images` (int32 scalar) ->
-      `images` (uint8 `[num_images, H, W, C]`). z is drawn inside the graph
-      from the generator's prior (`sampling.mixture_noise`: N(0, I), or the
-      mixture of `Config.latent_modes`), statelessly, so the same seed
-      always gives the same images, wherever the model is loaded.
+    - `serving_default`: `z` (float32 `[batch, latent_dim]`, a draw of
+      N(0, I)) -> `images` (uint8 `[batch, H, W, C]`, 0..255). NaN or Inf in
+      z is an InvalidArgument error.
+    - `sample`: `seed` (int64 scalar) and `num_images` (int32 scalar, 0 to
+      `MAX_NUM_IMAGES`) -> `images` (uint8 `[num_images, H, W, C]`). z is
+      drawn inside the graph, statelessly, so the same seed always gives the
+      same images, wherever the model is loaded.
     - `latent`: the same inputs -> `z` (float32 `[num_images, latent_dim]`),
-      the z `sample` draws: clients that walk or edit z start from it and
-      send it to `serving_default`.
+      the N(0, I) draw `sample` makes: clients that walk or edit z start from
+      it and send it to `serving_default`.
     - `png`: `z` -> `png_bytes` (string `[batch]`, one PNG file per image).
       The output name ends in `_bytes` because TF Serving's REST API
       base64-encodes only string outputs so named (`{"b64": "..."}`).
@@ -150,7 +202,7 @@ def export_generator(model, base_dir, version: int | None = None, keep_precision
         The path of the written version folder.
     """
     generator = _as_generator(model)
-    modes, offset = latent_prior(generator)  # before a float32 copy, which does not carry them
+    modes, offset, distribution = latent_prior(generator)  # before a float32 copy, which does not carry them
     base_dir = os.fspath(base_dir)
     version = next_version(base_dir) if version is None else int(version)
     if version < 1:
@@ -178,26 +230,32 @@ def export_generator(model, base_dir, version: int | None = None, keep_precision
             "keep_precision for a float32 graph with the same weights.",
             stacklevel=2,
         )
-    elif sixteen_bit:
-        generator = float32_copy(generator)
+    served = serving_generator(generator, keep_precision)
 
     def to_pixels(z):
-        images = tf.cast(generator(z, training=False), tf.float32)
+        images = tf.cast(served(z, training=False), tf.float32)
         return tf.cast(tf.round((tf.clip_by_value(images, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
 
+    def checked(z):
+        return tf.debugging.assert_all_finite(z, "z holds NaN or Inf values; send finite numbers, drawn from N(0, I)")
+
     def serving_default(z):
-        return {"images": to_pixels(z)}
+        return {"images": to_pixels(checked(z))}
 
     def latent(seed, num_images):
         tf.debugging.assert_non_negative(num_images, message="num_images must be >= 0")
+        tf.debugging.assert_less_equal(
+            num_images, MAX_NUM_IMAGES,
+            message=f"num_images must be at most {MAX_NUM_IMAGES} per request; ask for more in several requests",
+        )
         shape = tf.stack([num_images, tf.constant(latent_dim, tf.int32)])
-        return {"z": mixture_noise(shape, modes, offset, tf.stack([seed, tf.constant(0, tf.int64)]))}
+        return {"z": tf.random.stateless_normal(shape, seed=tf.stack([seed, tf.constant(0, tf.int64)]))}
 
     def sample(seed, num_images):
         return {"images": to_pixels(latent(seed, num_images)["z"])}
 
     def png(z):
-        encoded = tf.map_fn(tf.io.encode_png, to_pixels(z), fn_output_signature=tf.TensorSpec([], tf.string))
+        encoded = tf.map_fn(tf.io.encode_png, to_pixels(checked(z)), fn_output_signature=tf.TensorSpec([], tf.string))
         return {"png_bytes": encoded}
 
     z_spec = tf.TensorSpec([None, latent_dim], tf.float32, name="z")
@@ -213,11 +271,14 @@ def export_generator(model, base_dir, version: int | None = None, keep_precision
     # The same tf.Variables, in the generator's layer order and with its weight
     # names, for programs that rebuild the Keras generator from an export
     # (`experiments.ablation.generator_from_saved_model`).
-    archive.add_variable_collection("generator_variables", [weight.value for weight in generator.weights])
-    # The prior of z, for `SavedModelGenerator` (TF Serving clients call `latent`).
-    archive.add_variable_collection(
-        "latent_prior", [tf.Variable(modes, name="latent_modes"), tf.Variable(offset, dtype=tf.float32, name="mode_offset")]
-    )
+    archive.add_variable_collection("generator_variables", [weight.value for weight in served.weights])
+    # The prior the generator was trained on (`generator_variables` rebuild the generator
+    # without the map from N(0, I)), and a mark that the signatures take z ~ N(0, I).
+    archive.add_variable_collection("latent_prior", [
+        tf.Variable(modes, name="latent_modes"), tf.Variable(offset, dtype=tf.float32, name="mode_offset"),
+        tf.Variable(DISTRIBUTIONS.index(distribution), name="latent_distribution"),
+    ])
+    archive.add_variable_collection("standard_normal_input", [tf.Variable(True, name="standard_normal_input")])
     os.makedirs(base_dir, exist_ok=True)
     tmp = target + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -265,7 +326,9 @@ class SavedModelGenerator:
 
     Calling it with z of shape `(batch, latent_dim)` returns float32 images in
     [-1, 1] (decoded from the export's uint8 pixels), so experiments accept it
-    wherever they accept a `keras.Model` generator.
+    wherever they accept a `keras.Model` generator. It takes z ~ N(0, I)
+    (`latent_prior` says so); `trained_prior` is the prior its generator was
+    trained on. (Exports written before the map from N(0, I) take that prior.)
 
     Args:
         path: a version folder written by `export_generator`, e.g. `saved_models/digits/1`.
@@ -285,8 +348,13 @@ class SavedModelGenerator:
         self.input_shape = (None, self.latent_dim)
         out = self._serve.structured_outputs["images"]
         self.output_shape = (None, *[int(d) for d in out.shape[1:]])
-        prior = getattr(self._loaded, "latent_prior", [])  # exports before priors: N(0, I)
-        record_prior(self, *((int(prior[0].numpy()), float(prior[1].numpy())) if prior else (0, MODE_OFFSET)))
+        values = [v.numpy() for v in getattr(self._loaded, "latent_prior", [])]  # exports before priors: N(0, I)
+        self.trained_prior = (
+            (int(values[0]), float(values[1]), DISTRIBUTIONS[int(values[2])] if len(values) > 2 else "normal")
+            if values else (0, MODE_OFFSET, "normal")
+        )
+        takes_standard_normal = bool(getattr(self._loaded, "standard_normal_input", []))
+        record_prior(self, *((0, MODE_OFFSET, "normal") if takes_standard_normal else self.trained_prior))
 
     def __call__(self, z, training=False):
         z = tf.convert_to_tensor(z, tf.float32)

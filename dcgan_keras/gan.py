@@ -53,7 +53,7 @@ def _loss_scaled(optimizer, model: keras.Model):
 
 # The DCGAN arguments a Config sets and get_config saves (besides the two networks).
 _SETTINGS = (
-    "latent_dim", "latent_modes", "mode_offset", "label_smoothing", "ema_decay", "seed", "learning_rate",
+    "latent_dim", "latent_distribution", "latent_modes", "mode_offset", "label_smoothing", "ema_decay", "seed", "learning_rate",
     "g_learning_rate", "beta_1", "beta_2", "augment", "augment_target", "r1_gamma", "r1_every",
 )
 
@@ -80,9 +80,12 @@ class DCGAN(keras.Model):
         generator: a model from z of shape `(latent_dim,)` to images in [-1, 1].
         discriminator: a model from images to one logit per image.
         latent_dim: size of z; read from the generator's input when omitted.
-        latent_modes: the prior of z: 0 (the paper's networks) = N(0, I);
-            K = a mixture of K unit Gaussians centred `mode_offset` along
-            the first K axes (`dcgan_keras.sampling.latent_vectors`). Used
+        latent_distribution: "normal" (here the default, as checkpoints
+            written before uniform z existed were trained on it) or
+            "uniform" on [-1, 1] (the paper; `Config()`'s default).
+        latent_modes: with normal z, 0 = N(0, I); K = a mixture of K unit
+            Gaussians centred `mode_offset` along the first K axes
+            (`dcgan_keras.sampling.latent_vectors`). The prior is used
             by training (`latent_noise`) and sampling (`noise`) alike, and
             recorded on both networks so that whatever samples from them
             draws the same prior (`sampling.latent_vectors_for`).
@@ -129,6 +132,7 @@ class DCGAN(keras.Model):
         generator: keras.Model,
         discriminator: keras.Model,
         latent_dim: int | None = None,
+        latent_distribution: str = "normal",
         latent_modes: int = 0,
         mode_offset: float = MODE_OFFSET,
         label_smoothing: float = 0.0,
@@ -163,7 +167,8 @@ class DCGAN(keras.Model):
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = int(inferred)
-        check_prior(latent_modes, mode_offset, int(inferred))
+        check_prior(latent_modes, mode_offset, int(inferred), latent_distribution)
+        self.latent_distribution = str(latent_distribution)
         self.latent_modes = int(latent_modes)
         self.mode_offset = float(mode_offset)
         self.label_smoothing = float(label_smoothing)
@@ -195,7 +200,7 @@ class DCGAN(keras.Model):
             self.ema_generator.set_weights(generator.get_weights())
         for network in (generator, self.ema_generator):
             if network is not None:
-                record_prior(network, self.latent_modes, self.mode_offset)
+                record_prior(network, self.latent_modes, self.mode_offset, self.latent_distribution)
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_tracker = keras.metrics.Mean(name="d_real")
@@ -316,8 +321,8 @@ class DCGAN(keras.Model):
     def latent_noise(self, batch_size):
         """The z of one training step: `batch_size` draws from the prior.
 
-        The prior is N(0, I), or with `latent_modes` a mixture of unit
-        Gaussians (as `sampling.latent_vectors`). Called by `train_step`
+        The prior is uniform on [-1, 1], N(0, I), or with `latent_modes` a
+        mixture of unit Gaussians (as `sampling.latent_vectors`). Called by `train_step`
         once per step, on each replica. The draws follow `seed_generator`,
         whose state advances every step. Under a strategy with several
         replicas that state is one mirrored variable, the same on every
@@ -336,13 +341,15 @@ class DCGAN(keras.Model):
         shape = (batch_size, self.latent_dim)
         context = tf.distribute.get_replica_context()
         if context is None or context.num_replicas_in_sync == 1:
+            if self.latent_distribution == "uniform":
+                return keras.random.uniform(shape, -1.0, 1.0, seed=self.seed_generator)
             z = keras.random.normal(shape, seed=self.seed_generator)
             if self.latent_modes:
                 modes = keras.random.randint((batch_size,), 0, self.latent_modes, seed=self.seed_generator)
                 z = z + self.mode_offset * tf.one_hot(modes, self.latent_dim)
             return z
         seed = tf.random.fold_in(self.seed_generator.next(), context.replica_id_in_sync_group)
-        return mixture_noise(shape, self.latent_modes, self.mode_offset, seed)
+        return mixture_noise(shape, self.latent_modes, self.mode_offset, seed, self.latent_distribution)
 
     @staticmethod
     def _scaled(loss, optimizer):
@@ -474,7 +481,7 @@ class DCGAN(keras.Model):
 
     def noise(self, num: int, seed: int = 0) -> np.ndarray:
         """`num` latent vectors from the model's prior, the same for the same seed (`latent_vectors`)."""
-        return latent_vectors(num, self.latent_dim, seed, self.latent_modes, self.mode_offset)
+        return latent_vectors(num, self.latent_dim, seed, self.latent_modes, self.mode_offset, self.latent_distribution)
 
     def generate(self, num: int = 64, seed: int = 0, z=None, batch_size: int = 256) -> np.ndarray:
         """Samples images in [-1, 1] with batch norm in inference mode.

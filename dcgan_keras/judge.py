@@ -74,12 +74,23 @@ def load_digit_classifier(image_size: int = 32, cache_dir: str | None = "default
     Returns:
         `(model, test_accuracy)`.
     """
+    return cached_classifier(f"digit_judge_v2_{image_size}.keras", lambda: train_digit_classifier(image_size), cache_dir)
+
+
+def cached_classifier(filename: str, train_fn, cache_dir: str | None = "default"):
+    """`train_fn()`'s `(model, test_accuracy)`, trained on first use and cached as `cache_dir/filename`.
+
+    Args:
+        filename: the cached model's file name (a `.keras` file; its accuracy goes beside it).
+        train_fn: a function of no arguments that trains the classifier.
+        cache_dir: "default" for `default_cache_dir()`, or `None` for no cache.
+    """
     cache_dir = default_cache_dir() if cache_dir == "default" else cache_dir
-    path = os.path.join(cache_dir, f"digit_judge_v2_{image_size}.keras") if cache_dir else None
+    path = os.path.join(cache_dir, filename) if cache_dir else None
     if path and os.path.exists(path) and os.path.exists(path + ".accuracy"):
         with open(path + ".accuracy") as f:
             return load_checkpoint(path), float(f.read())
-    model, accuracy = train_digit_classifier(image_size)
+    model, accuracy = train_fn()
     if path:
         with atomic_path(path) as tmp:
             model.save(tmp)

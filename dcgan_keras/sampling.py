@@ -8,15 +8,22 @@ import numpy as np
 # How far from the origin each mode of a mixture prior sits (`Config.mode_offset`'s default;
 # 5 measured best on the digits, docs/quality.md).
 MODE_OFFSET = 5.0
+# The distributions z can be drawn from (`Config.latent_distribution`): the paper's uniform
+# noise on [-1, 1]^latent_dim (its Figure 1), or the normal noise of the PyTorch example.
+DISTRIBUTIONS = ("normal", "uniform")
 
 
-def latent_vectors(num: int, latent_dim: int, seed: int = 0, modes: int = 0, offset: float = MODE_OFFSET) -> np.ndarray:
+def latent_vectors(
+    num: int, latent_dim: int, seed: int = 0, modes: int = 0, offset: float = MODE_OFFSET, distribution: str = "normal"
+) -> np.ndarray:
     """`num` latent vectors z drawn from the prior, the same for the same seed.
 
-    With `modes=0` (`--recipe paper`) z ~ N(0, I). With `modes=K` the prior is a
-    mixture of K equally likely unit Gaussians, centred `offset` along each
-    of the first K axes: z = n + offset * e_c, with n ~ N(0, I) and the mode
-    c uniform in 0..K-1 (`Config.latent_modes`).
+    With `distribution="uniform"` (`--recipe paper`, the paper's Figure 1) z is
+    uniform on [-1, 1]^latent_dim. With `"normal"` and `modes=0` z ~ N(0, I)
+    (the PyTorch example). With `modes=K` the prior is a mixture of K equally
+    likely unit Gaussians, centred `offset` along each of the first K axes:
+    z = n + offset * e_c, with n ~ N(0, I) and the mode c uniform in 0..K-1
+    (`Config.latent_modes`, the default recipe).
 
     Every sample grid, evaluation and experiment draws its z here (through
     `latent_vectors_for` when it has the generator), so the same seed gives
@@ -29,23 +36,27 @@ def latent_vectors(num: int, latent_dim: int, seed: int = 0, modes: int = 0, off
         seed: seed of NumPy's generator.
         modes: number of modes of the prior; 0 = one standard normal.
         offset: distance of each mode's centre from the origin.
+        distribution: "normal" or "uniform" (`DISTRIBUTIONS`).
 
     Returns:
         A float32 array of shape `(num, latent_dim)`.
     """
     rng = np.random.default_rng(seed)
+    if distribution == "uniform":
+        return rng.uniform(-1.0, 1.0, (int(num), int(latent_dim))).astype("float32")
     z = rng.standard_normal((int(num), int(latent_dim))).astype("float32")
     if modes:
         z[np.arange(int(num)), rng.integers(int(modes), size=int(num))] += np.float32(offset)
     return z
 
 
-def mixture_noise(shape, modes: int, offset: float, seed):
+def mixture_noise(shape, modes: int, offset: float, seed, distribution: str = "normal"):
     """`latent_vectors`' prior as a graph op, stateless: the same `seed` (a shape-(2,) int tensor)
-    gives the same z. Used where z is drawn inside a graph (replicas in `DCGAN.latent_noise`,
-    the export's `sample` signature)."""
+    gives the same z. Used where z is drawn inside a graph (replicas in `DCGAN.latent_noise`)."""
     import tensorflow as tf
 
+    if distribution == "uniform":
+        return tf.random.stateless_uniform(shape, seed=seed, minval=-1.0, maxval=1.0, dtype=tf.float32)
     z = tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32)
     if modes:
         mode = tf.random.stateless_uniform(shape[:1], seed=tf.random.fold_in(seed, 1), maxval=modes, dtype=tf.int32)
@@ -53,20 +64,64 @@ def mixture_noise(shape, modes: int, offset: float, seed):
     return z
 
 
-def latent_prior(generator) -> tuple[int, float]:
-    """`(modes, offset)` of the prior `generator` was trained with; `(0, ...)`: N(0, I).
+def latent_prior(generator) -> tuple[int, float, str]:
+    """`(modes, offset, distribution)` of the prior `generator` takes; `(0, ..., "normal")`: N(0, I).
 
-    A `DCGAN` records them (`Config.latent_modes`, `Config.mode_offset`) on
-    itself and on its networks, and an export in its SavedModel
-    (`SavedModelGenerator`); any other model is taken to expect N(0, I).
+    A `DCGAN` records them (`Config.latent_modes`, `Config.mode_offset`,
+    `Config.latent_distribution`) on itself and on its networks; an exported
+    generator (`SavedModelGenerator`) takes N(0, I) whatever it was trained on
+    (`from_standard_normal`); any other model is taken to expect N(0, I).
     """
-    return int(getattr(generator, "latent_modes", 0) or 0), float(getattr(generator, "mode_offset", MODE_OFFSET))
+    return (
+        int(getattr(generator, "latent_modes", 0) or 0),
+        float(getattr(generator, "mode_offset", MODE_OFFSET)),
+        str(getattr(generator, "latent_distribution", "normal")),
+    )
 
 
-def record_prior(model, modes: int, offset: float):
+def record_prior(model, modes: int, offset: float, distribution: str = "normal"):
     """Marks `model` as trained on this prior (what `latent_prior` reads) and returns it."""
-    model.latent_modes, model.mode_offset = int(modes), float(offset)
+    model.latent_modes, model.mode_offset, model.latent_distribution = int(modes), float(offset), str(distribution)
     return model
+
+
+def from_standard_normal(z, modes: int = 0, offset: float = MODE_OFFSET, distribution: str = "normal"):
+    """Maps z ~ N(0, I) to a draw of the prior `(modes, offset, distribution)`, exactly, as a graph of `keras.ops`.
+
+    This is how an export takes what every DCGAN client sends, z ~ N(0, I),
+    whatever prior its generator was trained on (`export_generator`):
+
+    - N(0, I): z itself.
+    - uniform on [-1, 1]: `erf(z / sqrt(2))` (2 Phi(z) - 1, uniform when z is normal).
+    - a mixture of K unit Gaussians: the last two coordinates, as a point of the
+      plane, have an angle uniform in [0, 2 pi) and independent of their radius.
+      The angle's K-th of the circle picks the mode c; the angle within that
+      K-th, stretched K times, is again uniform and independent of c, so that
+      point, put back, is again N(0, I_2). Then z + offset * e_c is an exact
+      draw of the mixture. Nearby z give nearby images except where the angle
+      crosses from one mode's sector into the next.
+
+    Args:
+        z: float32 tensor of shape `(batch, latent_dim)`, a draw of N(0, I).
+        modes, offset, distribution: the prior (`latent_prior`).
+
+    Returns:
+        A float32 tensor of the same shape, distributed as the prior.
+    """
+    from keras import ops
+
+    if distribution == "uniform":
+        return ops.erf(z / np.float32(np.sqrt(2.0)))
+    if not modes:
+        return z
+    x, y = z[:, -2], z[:, -1]
+    radius = ops.sqrt(x * x + y * y)
+    turns = (ops.arctan2(y, x) / np.float32(2 * np.pi)) % 1.0  # the angle, in [0, 1)
+    sector = ops.minimum(ops.floor(turns * modes), modes - 1)  # the mode
+    angle = (turns * modes - sector) * np.float32(2 * np.pi)  # uniform in [0, 2 pi), independent of the mode
+    plane = ops.stack([radius * ops.cos(angle), radius * ops.sin(angle)], axis=1)
+    noise = ops.concatenate([z[:, :-2], plane], axis=1)
+    return noise + offset * ops.one_hot(ops.cast(sector, "int32"), z.shape[-1])
 
 
 def latent_vectors_for(generator, num: int, seed: int = 0) -> np.ndarray:

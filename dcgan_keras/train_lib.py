@@ -17,6 +17,7 @@ import numpy as np
 from dcgan_keras.callbacks import EvaluationCallback, LossPlot, SampleGrid, read_history_csv
 from dcgan_keras.config import DEFAULT_EPOCHS, KEEP_BEST_METRICS, Config
 from dcgan_keras.data import input_shard, make_dataset
+from dcgan_keras.discriminator_wins import DiscriminatorWinsWarning
 from dcgan_keras.export import export_generator, load_checkpoint
 from dcgan_keras.files import atomic_write_json
 from dcgan_keras.distribute import get_strategy, is_chief, worker_task
@@ -308,6 +309,7 @@ def _run_callbacks(config, run_dir, interrupt, extra, resumed_epoch, sample_ever
         DivergenceGuard(),  # first: nothing below sees a broken model
         interrupt,
         ModeCollapseGuard(seed=config.seed),
+        DiscriminatorWinsWarning(),
         *(extra or []),  # before the logger, so their logs (e.g. a metric) reach history.csv
         SampleGrid(os.path.join(run_dir, "samples"), every=sample_every, seed=config.seed, log_dir=log_dir),
         keras.callbacks.CSVLogger(history_csv, append=resumed_epoch is not None),

@@ -65,8 +65,15 @@ def _config(*flags):
 
 
 def test_train_recipe_paper_gives_the_papers_config_and_default_the_cli_recipe():
-    assert _config("--recipe", "paper") == Config()
-    assert (Config().batch_size, Config().ema_decay) == (128, None)
+    paper = _config("--recipe", "paper")
+    # Radford et al. 2016, section 4: "mini-batch SGD with a mini-batch size of 128", "weights were
+    # initialized from a zero-centered Normal distribution with standard deviation 0.02", "the slope
+    # of the leak was set to 0.2", "learning rate of 0.0002", "reducing [beta_1] to 0.5"; Figure 1:
+    # "A 100 dimensional uniform distribution Z".
+    assert (paper.batch_size, paper.init_stddev, paper.leaky_slope) == (128, 0.02, 0.2)
+    assert (paper.learning_rate, paper.g_learning_rate, paper.beta_1) == (0.0002, None, 0.5)
+    assert (paper.latent_dim, paper.latent_distribution, paper.latent_modes) == (100, "uniform", 0)
+    assert (paper.ema_decay, paper.r1_gamma, paper.augment, paper.label_smoothing) == (None, 0.0, None, 0.0)
     default = _config()
     assert default == Config.from_recipe("default", channels=1)
     assert (default.base_width, default.batch_size, default.ema_decay) == (32, 64, 0.999)

@@ -115,22 +115,23 @@ def test_training_sampling_checkpoints_and_exports_all_draw_the_models_prior(tin
     from dcgan_keras.metrics import sample_images
     from dcgan_keras.sampling import latent_prior, latent_vectors_for
 
-    gan = dk.DCGAN.from_paper_config(tiny_config.replace(latent_modes=4, mode_offset=3.0, ema_decay=0.9))
+    gan = dk.DCGAN.from_paper_config(tiny_config.replace(latent_distribution="normal", latent_modes=4, mode_offset=3.0, ema_decay=0.9))
     z = np.asarray(gan.latent_noise(8000))  # what train_step draws
     np.testing.assert_allclose(z[:, :4].mean(axis=0), 0.75, atol=0.08)  # 3.0 on a quarter of the draws
     np.testing.assert_allclose(z[:, 4:].mean(axis=0), 0.0, atol=0.08)
     np.testing.assert_allclose(np.bincount(np.argmax(z[:, :4], axis=1)) / 8000, 0.25, atol=0.03)  # equal modes
     np.testing.assert_array_equal(gan.noise(6, seed=1), dk.latent_vectors(6, 16, seed=1, modes=4, offset=3.0))
     for network in (gan, gan.generator, gan.sampler):
-        assert latent_prior(network) == (4, 3.0)
+        assert latent_prior(network) == (4, 3.0, "normal")
         np.testing.assert_array_equal(latent_vectors_for(network, 6, seed=1), gan.noise(6, seed=1))
 
     gan.compile()
     gan.save(tmp_path / "gan.keras")
     loaded = keras.models.load_model(tmp_path / "gan.keras")
-    assert latent_prior(loaded) == latent_prior(loaded.sampler) == (4, 3.0)
+    assert latent_prior(loaded) == latent_prior(loaded.sampler) == (4, 3.0, "normal")
     path = dk.export_generator(gan, tmp_path / "export")
-    assert latent_prior(SavedModelGenerator(path)) == (4, 3.0)
+    served = SavedModelGenerator(path)  # takes N(0, I), and maps it to the prior it was trained on
+    assert latent_prior(served) == (0, 5.0, "normal") and served.trained_prior == (4, 3.0, "normal")
     # Images sampled by seed are the same from the model and from either copy.
     np.testing.assert_allclose(sample_images(loaded, 4, seed=2), sample_images(gan, 4, seed=2), atol=1e-6)
     assert np.abs(sample_images(SavedModelGenerator(path), 4, seed=2) - sample_images(gan, 4, seed=2)).max() <= 1.01 / 127.5

@@ -19,7 +19,7 @@ import tensorflow as tf
 from dcgan_keras import serving_client
 from dcgan_keras.cli import main
 from dcgan_keras.export import saved_model_op_dtypes
-from dcgan_keras.sampling import mixture_noise
+from dcgan_keras.sampling import from_standard_normal, latent_prior
 
 SIGNATURES = ("serving_default", "sample", "png", "latent")
 
@@ -28,14 +28,20 @@ SIGNATURES = ("serving_default", "sample", "png", "latent")
 def exported(tmp_path_factory):
     """A tiny DCGAN (the `tiny_config` model, with EMA and a prior of 4 modes) and its export, shared by the module."""
     config = dk.Config(image_size=32, channels=1, latent_dim=16, base_width=8, batch_size=32, seed=1, ema_decay=0.9,
-                       latent_modes=4)
+                       latent_distribution="normal", latent_modes=4)
     gan = dk.DCGAN.from_paper_config(config)
     path = dk.export_generator(gan, tmp_path_factory.mktemp("export") / "digits")
     return gan, path, tf.saved_model.load(path)
 
 
+def _served_z(num, seed):
+    """What a client sends: z ~ N(0, I)."""
+    return dk.latent_vectors(num, 16, seed=seed)
+
+
 def _expected_pixels(gan, z):
-    return dk.to_uint8(gan.sampler(z, training=False))
+    """The sampler's pixels for the prior's draw that an export maps z ~ N(0, I) to."""
+    return dk.to_uint8(gan.sampler(from_standard_normal(z, *latent_prior(gan)), training=False))
 
 
 def test_the_four_signatures_have_named_fully_typed_inputs_and_outputs(exported):
@@ -68,7 +74,7 @@ def test_serving_default_matches_the_generator_in_inference_mode(exported):
     gan, _, loaded = exported
     served = loaded.signatures["serving_default"]
     for batch in (1, 64):
-        z = gan.noise(batch, seed=batch)
+        z = _served_z(batch, seed=batch)
         images = served(z=tf.constant(z))["images"].numpy()
         assert images.dtype == np.uint8 and images.shape == (batch, 32, 32, 1)
         assert np.abs(images.astype(int) - _expected_pixels(gan, z).astype(int)).max() <= 1
@@ -85,16 +91,16 @@ def test_sample_gives_the_same_images_for_the_same_seed_and_others_for_another(e
     assert first.dtype == np.uint8 and first.shape == (5, 32, 32, 1)
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
-    # z is the model's prior drawn with the stateless seed (seed, 0), as `latent` gives it.
+    # z is N(0, I) drawn with the stateless seed (seed, 0), as `latent` gives it; the graph maps it to the prior.
     z = loaded.signatures["latent"](seed=tf.constant(0, tf.int64), num_images=tf.constant(5, tf.int32))["z"].numpy()
-    np.testing.assert_array_equal(z, mixture_noise([5, 16], 4, 5.0, tf.constant([0, 0], tf.int64)).numpy())
+    np.testing.assert_array_equal(z, tf.random.stateless_normal([5, 16], seed=tf.constant([0, 0], tf.int64)).numpy())
     assert np.abs(first.astype(int) - _expected_pixels(gan, z).astype(int)).max() <= 1
     assert draw(2**40, 1).shape == (1, 32, 32, 1)  # the whole int64 range is a valid seed
 
 
 def test_png_decodes_to_the_pixels_of_serving_default(exported):
     gan, _, loaded = exported
-    z = tf.constant(gan.noise(3, seed=7))
+    z = tf.constant(_served_z(3, seed=7))
     encoded = loaded.signatures["png"](z=z)["png_bytes"].numpy()
     images = loaded.signatures["serving_default"](z=z)["images"].numpy()
     assert encoded.shape == (3,) and all(png.startswith(b"\x89PNG") for png in encoded)
@@ -115,7 +121,7 @@ def test_the_export_reloads_in_a_process_that_imports_only_tensorflow(exported):
         "assert 'dcgan_keras' not in sys.modules\n"
         "print(json.dumps({'pixels': pixels.tolist(), 'sampled': sampled.numpy().tolist()}))\n"
     )
-    z = gan.noise(2, seed=11)
+    z = _served_z(2, seed=11)
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
         [sys.executable, "-c", code, path, json.dumps(z.tolist())],
@@ -131,7 +137,7 @@ def test_the_export_reloads_in_a_process_that_imports_only_tensorflow(exported):
 
 # Inputs of each signature, for the TF1-style loaders and the documented requests.
 def _inputs(gan):
-    z = gan.noise(3, seed=2)
+    z = _served_z(3, seed=2)
     return {
         "serving_default": {"z": z},
         "sample": {"seed": np.int64(4), "num_images": np.int32(3)},
@@ -217,7 +223,7 @@ def _signature_defs(path):
 
 def _requests(gan, loaded):
     """(signature, inputs, the images its reply must decode to) for each signature."""
-    z = gan.noise(2, seed=5)
+    z = _served_z(2, seed=5)
     sampled = loaded.signatures["sample"](seed=tf.constant(0, tf.int64), num_images=tf.constant(4))["images"].numpy()
     return [
         ("serving_default", {"z": z}, _expected_pixels(gan, z)),
@@ -477,7 +483,7 @@ SIXTEEN_BITS = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 
 @pytest.mark.parametrize("precision", sorted(SIXTEEN_BITS))
 def test_a_mixed_precision_generator_exports_float32_ops_unless_keep_precision(tiny_config, tmp_path, precision):
-    gan = dk.DCGAN.from_paper_config(tiny_config.replace(precision=precision))
+    gan = dk.DCGAN.from_paper_config(tiny_config.replace(precision=precision, latent_distribution="normal"))
     gan.compile()
     gan.fit(np.random.default_rng(0).uniform(-1, 1, (64, 32, 32, 1)).astype("float32"), batch_size=32, epochs=1, verbose=0)
     assert int(gan.g_optimizer.iterations.numpy()) >= 1

@@ -42,7 +42,7 @@ import keras
 from keras import layers
 
 from dcgan_keras.experiments.guided import resolve_layer
-from dcgan_keras.sampling import batched_forward, latent_prior, latent_vectors_for, record_prior
+from dcgan_keras.sampling import batched_forward, from_standard_normal, latent_prior, latent_vectors_for, record_prior
 
 _WEIGHTED = (layers.Conv2D, layers.Conv2DTranspose, layers.Dense)
 _PASS_THROUGH = (layers.Dropout, layers.Activation, layers.ReLU, layers.LeakyReLU, layers.Identity)
@@ -102,9 +102,10 @@ def generator_from_saved_model(path) -> keras.Model:
                     f"Received: path={path!r}"
                 )
             weight.assign(value)
-    record_prior(generator, *latent_prior(served))
-    z = latent_vectors_for(generator, 4, seed=0)
-    diff = np.abs(np.asarray(generator(z, training=False)) - np.asarray(served(z))).max()
+    record_prior(generator, *served.trained_prior)
+    z = latent_vectors_for(served, 4, seed=0)  # what the export takes: N(0, I), or its prior in older exports
+    mapped = from_standard_normal(z, *served.trained_prior) if latent_prior(served) != served.trained_prior else z
+    diff = np.abs(np.asarray(generator(mapped, training=False)) - np.asarray(served(z))).max()
     if diff > 3.0 / 127.5:  # the export rounds to uint8
         raise ValueError(
             f"The generator rebuilt from {path!r} draws differently from the SavedModel "
