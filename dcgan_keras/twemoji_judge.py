@@ -1,0 +1,161 @@
+"""An offline judge for the bundled Twemoji (64x64 colour): a category classifier, its scores, and
+its report on generated emoji beside the same numbers for held-out real emoji."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import keras
+
+from dcgan_keras.data import load_twemoji, preprocess, twemoji_categories
+from dcgan_keras.distances import FeatureStats, frechet_distance, memorisation_ratio, nearest_neighbours, precision_recall
+from dcgan_keras.judge import cached_classifier
+from dcgan_keras.metrics import feature_model, is_generator, sample_images
+
+IMAGE_SIZE = 64
+HELD_OUT = 0.2  # the share of emoji (whole skin-tone groups) the judge never trains on
+
+
+def held_out_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`(train, held_out)` indices of the Twemoji: a seeded 20% of the emoji held out.
+
+    An emoji and its skin-tone variants (`base`) fall on the same side, so no
+    held-out image has a near copy on the training side.
+    """
+    bases = load_twemoji()["base"]
+    groups = np.unique(bases)
+    chosen = np.random.default_rng(seed).permutation(len(groups))[: int(round(HELD_OUT * len(groups)))]
+    held = np.isin(bases, groups[chosen])
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def real_twemoji() -> tuple[np.ndarray, np.ndarray]:
+    """`(images, labels)`: the 3,491 Twemoji in [-1, 1] (float32, 64x64x3) and their category indices."""
+    emoji = load_twemoji()
+    images = preprocess(emoji["images"], IMAGE_SIZE, 3).numpy()
+    return images, np.searchsorted(twemoji_categories(), emoji["category"]).astype("int32")
+
+
+def _classifier(num_classes: int) -> keras.Model:
+    # Small on purpose (about 20 MFLOP per image): it trains in a few minutes on 2 CPU cores.
+    return keras.Sequential([
+        keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3)),
+        keras.layers.AveragePooling2D(2),  # 32x32: the category shows at that size
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(128, 3, padding="same", activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dropout(0.3),
+        keras.layers.Dense(128, activation="relu", name="features"),
+        keras.layers.Dense(num_classes),
+    ], name="twemoji_judge")
+
+
+def train_twemoji_classifier(epochs: int = 30, seed: int = 0):
+    """Trains the judge on the categories of the training split (`held_out_split`).
+
+    Returns:
+        `(model, held_out_accuracy)`; the model maps images in [-1, 1] to one logit per category.
+    """
+    images, labels = real_twemoji()
+    train, held = held_out_split(seed)
+    keras.utils.set_random_seed(seed)
+    model = _classifier(len(twemoji_categories()))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    print(f"Training the Twemoji judge once ({epochs} epochs of {len(train)} emoji); it is cached afterwards.")
+    model.fit(images[train], labels[train], batch_size=64, epochs=epochs, verbose=2)
+    _, accuracy = model.evaluate(images[held], labels[held], verbose=0)
+    return model, float(accuracy)
+
+
+def load_twemoji_classifier(cache_dir: str | None = "default"):
+    """The judge, trained on first use and cached (`judge.cached_classifier`): `(model, held_out_accuracy)`."""
+    return cached_classifier("twemoji_judge_v1.keras", train_twemoji_classifier, cache_dir)
+
+
+def _probabilities(classifier, images) -> np.ndarray:
+    from dcgan_keras.sampling import batched_forward
+
+    logits = batched_forward(classifier, images)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _report(images, reference, classifier, feature_fn, k: int, confident: float, seed: int) -> dict:
+    """The judge's numbers for `images` against the real `reference` images."""
+    p, p_reference = _probabilities(classifier, images), _probabilities(classifier, reference)
+    shares = np.bincount(p.argmax(axis=1), minlength=p.shape[1]) / len(p)
+    reference_shares = np.bincount(p_reference.argmax(axis=1), minlength=p.shape[1]) / len(p_reference)
+    features, reference_features = feature_fn(images), feature_fn(reference)
+    fake_stats, real_stats = FeatureStats().update(features), FeatureStats().update(reference_features)
+    report = {
+        "num_images": int(len(images)),
+        "twemoji_fd": frechet_distance(real_stats.mean, real_stats.cov, fake_stats.mean, fake_stats.cov),
+        "confident_fraction": float((p.max(axis=1) >= confident).mean()),
+        # Half the L1 distance between the category shares here and in the reference: 0 = the same mix.
+        "category_share_gap": float(0.5 * np.abs(shares - reference_shares).sum()),
+    }
+    report.update(precision_recall(reference_features, features, k=k))
+    report["nearest_train_distance"] = float(nearest_neighbours(images, reference, k=1).distances.mean())
+    report["memorisation_ratio"] = memorisation_ratio(images, reference, seed=seed)
+    report["category_shares"] = [round(float(s), 4) for s in shares]
+    return report
+
+
+def judge_context():
+    """`(classifier, accuracy, feature_fn)`: the judge and its "features" layer."""
+    classifier, accuracy = load_twemoji_classifier()
+    return classifier, accuracy, feature_model(classifier, "features")
+
+
+def evaluate_twemoji(generator_or_images, num: int | None = None, seed: int = 0, k: int = 3, context=None) -> dict:
+    """Everything `evaluate --dataset twemoji` prints, for samples and for held-out real emoji.
+
+    The samples are compared with the judge's training split (what it and,
+    usually, the generator trained on); the held-out real emoji (20%, whole
+    skin-tone groups) with the same split, as the line a generator's samples
+    are measured against. Both sets have the same size, so that the Fréchet
+    distance's small-sample bias is the same.
+
+    Args:
+        generator_or_images: a generator (sampled with `seed`; it must make
+            64x64x3 images) or images in [-1, 1] of that shape.
+        num: samples to draw; default: as many as there are held-out emoji (672).
+        seed: seed of the noise.
+        k: neighbours of the precision/recall manifolds.
+        context: `judge_context()`'s result, to reuse a loaded judge.
+
+    Returns:
+        `judge_accuracy` (on the held-out emoji), then for `samples` and `real_held_out`
+        each: `twemoji_fd` (Fréchet distance on the judge's 128 features),
+        `confident_fraction` (share with max p(category) >= 0.9),
+        `category_share_gap` (half the L1 distance of predicted category shares
+        to the training split's), `precision`, `recall`, `nearest_train_distance`
+        (mean pixel distance, in [-1, 1] units, to the nearest training emoji),
+        `memorisation_ratio` and `category_shares`.
+    """
+    images, _ = real_twemoji()
+    train, held = held_out_split()
+    num = len(held) if num is None else int(num)
+    if is_generator(generator_or_images):
+        samples = sample_images(generator_or_images, num, seed)
+    else:
+        samples = np.asarray(generator_or_images, dtype="float32")
+    if samples.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
+        raise ValueError(
+            f"The Twemoji judge scores 64x64 colour images. Train with --dataset twemoji --image-size 64. "
+            f"Received: images of shape {samples.shape[1:]}"
+        )
+    classifier, accuracy, feature_fn = context or judge_context()
+    k = min(k, len(samples) - 1)
+    return {
+        "judge_accuracy": float(accuracy),
+        "samples": _report(samples, images[train], classifier, feature_fn, k, 0.9, seed),
+        "real_held_out": _report(images[held], images[train], classifier, feature_fn, k, 0.9, seed),
+    }
