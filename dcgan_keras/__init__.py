@@ -11,7 +11,9 @@ checkpoint after `import dcgan_keras` without `custom_objects`.
 import importlib
 import os
 
-# Before anything imports Keras (setting them imports nothing).
+# Before anything imports Keras (setting them imports nothing). The command line quietens
+# TensorFlow further unless its log level was given (dcgan_keras.cli._quiet).
+_tf_log_level_given = "TF_CPP_MIN_LOG_LEVEL" in os.environ
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_VERBOSE_HELP = (f"show TensorFlow's start-up and C++ log (CUDA, oneDNN), e.g. to see why no GPU is used; "
-                 f"also {_quiet.VERBOSE_ENV}=1")
+_VERBOSE_HELP = (f"let TensorFlow write its start-up lines (CUDA, oneDNN) and C++ errors to stderr, e.g. to "
+                 f"see why no GPU is used; or set {_quiet.VERBOSE_ENV}=1")
 
 
 def _show_defaults(parser: argparse.ArgumentParser) -> None:

@@ -8,13 +8,15 @@ CUDA's libraries and no GPU. So the command line imports TensorFlow and
 lists the devices with descriptor 2 pointing to a temporary file, then puts
 stderr back and passes on every line of that file that is not such a log
 line (a Python warning, a traceback). Later, `TF_CPP_MIN_LOG_LEVEL=3` (unless
-set already) keeps TensorFlow's C++ log quiet, among it grappler's
+the user set it) keeps TensorFlow's C++ log quiet, among it grappler's
 `remapper failed ... LeakyReluGrad ... BiasAdd`: the discriminator's first
 layer (convolution, bias, LeakyReLU, no batch norm) matches a oneDNN fusion
-that the gradient's use of the pre-activation forbids; grappler then keeps
-that graph unfused, which changes no number.
+that the gradient's use of the pre-activation forbids; grappler then skips
+its fusions in that graph, which runs as written.
 
-`--verbose` (or `DCGAN_KERAS_VERBOSE=1`) leaves all of it as TensorFlow writes it.
+`--verbose` (or `DCGAN_KERAS_VERBOSE=1`) leaves all of it as TensorFlow writes
+it, at the level the library sets (`TF_CPP_MIN_LOG_LEVEL=2`: errors, such as
+those two, but no info lines).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import tempfile
 VERBOSE_ENV = "DCGAN_KERAS_VERBOSE"
 
 # A line of TensorFlow's (absl's) C++ log: "I0000 00:00:1796417993.721649    4241 port.cc:153] ...".
-_LOG_LINE = re.compile(r"^[IWE]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w.+-]+:\d+\] ")
+_LOG_LINE = re.compile(r"^[IWE]\d{4} [\d:.]+\s+\d+ [\w.+-]+:\d+\] ")
 _START_UP_LINES = (
     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
     "To enable the following instructions:",  # the second line of cpu_feature_guard's message
@@ -47,10 +49,13 @@ def is_start_up_line(line: str) -> bool:
 def import_tensorflow_quietly() -> None:
     """Imports TensorFlow and finds its devices without their start-up log.
 
-    Sets `TF_CPP_MIN_LOG_LEVEL=3` unless it is set. Lines on stderr meanwhile
-    that are not TensorFlow's log are written to stderr afterwards.
+    Sets `TF_CPP_MIN_LOG_LEVEL=3` unless the user set it. Lines on stderr
+    meanwhile that are not TensorFlow's log are written to stderr afterwards.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import dcgan_keras
+
+    if not dcgan_keras._tf_log_level_given:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     if "tensorflow" in sys.modules:
         return  # started already (e.g. in-process tests): nothing left to hide
     sys.stderr.flush()
