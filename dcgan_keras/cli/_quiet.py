@@ -9,10 +9,11 @@ lists the devices with descriptor 2 pointing to a temporary file, then puts
 stderr back and passes on every line of that file that is not such a log
 line (a Python warning, a traceback). Later, `TF_CPP_MIN_LOG_LEVEL=3` (unless
 the user set it) keeps TensorFlow's C++ log quiet, among it grappler's
-`remapper failed ... LeakyReluGrad ... BiasAdd`: the discriminator's first
-layer (convolution, bias, LeakyReLU, no batch norm) matches a oneDNN fusion
-that the gradient's use of the pre-activation forbids; grappler then skips
-its fusions in that graph, which runs as written.
+`remapper failed ... LeakyReluGrad ... BiasAdd` on CPUs: grappler's remapper
+fuses the discriminator's first layer (convolution, bias, LeakyReLU; no batch
+norm) into one op although LeakyReLU's gradient still reads the bias output,
+so it rejects its own rewrite, and that graph runs without the remapper's
+fusions, as written.
 
 `--verbose` (or `DCGAN_KERAS_VERBOSE=1`) leaves all of it as TensorFlow writes
 it, at the level the library sets (`TF_CPP_MIN_LOG_LEVEL=2`: errors, such as
