@@ -53,6 +53,27 @@ def test_tensorflow_start_up_lines_are_recognised_and_python_output_is_not():
     assert not any(_quiet.is_start_up_line(line) for line in kept)
 
 
+def test_quiet_import_drops_tensorflow_log_lines_and_passes_python_output_on(tmp_path):
+    # A stand-in for TensorFlow that writes what the real one does to file descriptor 2, and a warning.
+    fake = tmp_path / "fake" / "tensorflow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "import os, types, warnings\n"
+        f"os.write(2, {(chr(10).join(START_UP_LINES[:3]) + chr(10)).encode()!r})\n"
+        "warnings.warn('a warning the user should see')\n"
+        "config = types.SimpleNamespace(list_physical_devices=lambda: os.write(2, "
+        f"{(START_UP_LINES[3] + chr(10)).encode()!r}))\n"
+    )
+    code = ("import sys; from dcgan_keras import _registration as r; from dcgan_keras.cli import _quiet\n"
+            "sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, r._AfterImport)]  # no real Keras\n"
+            "_quiet.import_tensorflow_quietly(); print('imported')")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == "imported\n", result.stderr
+    assert "UserWarning: a warning the user should see" in result.stderr
+    assert _noise_in(result.stderr) == []
+
+
 def test_help_and_the_rest_client_import_no_tensorflow(tmp_path):
     code = ("import sys, dcgan_keras.serving_client; from dcgan_keras.cli import build_parser; build_parser(); "
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
