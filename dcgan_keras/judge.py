@@ -5,6 +5,7 @@ precision/recall, memorisation)."""
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 
@@ -12,6 +13,7 @@ import keras
 
 from dcgan_keras.data import load_digits, preprocess
 from dcgan_keras.distances import frechet_distance, memorisation_ratio, precision_recall
+from dcgan_keras.epoch_log import EpochLog
 from dcgan_keras.export import load_checkpoint
 from dcgan_keras.files import atomic_path, atomic_write_text
 from dcgan_keras.metrics import compute_stats, feature_model, is_generator, sample_images
@@ -58,7 +60,8 @@ def train_digit_classifier(image_size: int = 32, epochs: int = 15, held_out: int
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    model.fit(x[:-held_out], y[:-held_out], batch_size=64, epochs=epochs, verbose=0)
+    model.fit(x[:-held_out], y[:-held_out], batch_size=64, epochs=epochs, verbose=0,
+              callbacks=[EpochLog(stream=sys.stderr, prefix="digit judge: ")])  # a line per epoch on stderr
     _, accuracy = model.evaluate(x[-held_out:], y[-held_out:], verbose=0)
     return model, float(accuracy)
 
@@ -90,6 +93,9 @@ def cached_classifier(filename: str, train_fn, cache_dir: str | None = "default"
     if path and os.path.exists(path) and os.path.exists(path + ".accuracy"):
         with open(path + ".accuracy") as f:
             return load_checkpoint(path), float(f.read())
+    # The first use trains for a minute or more: say so on stderr (stdout may be a --json report).
+    kept = f"; it is kept in {cache_dir} for next time" if path else ""
+    print(f"Training the judge {filename} on first use{kept}.", file=sys.stderr, flush=True)
     model, accuracy = train_fn()
     if path:
         with atomic_path(path) as tmp:

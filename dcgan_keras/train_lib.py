@@ -21,6 +21,7 @@ from dcgan_keras.discriminator_wins import DiscriminatorWinsWarning
 from dcgan_keras.export import export_generator, load_checkpoint
 from dcgan_keras.files import atomic_write_json
 from dcgan_keras.distribute import get_strategy, is_chief, worker_task
+from dcgan_keras.epoch_log import progress_for
 from dcgan_keras.gan import DCGAN
 from dcgan_keras.judge import judge_context, real_digits
 from dcgan_keras.keep_best import KeepBest
@@ -134,7 +135,8 @@ def train(
         sample_every: epochs between sample grids.
         tensorboard: also log to `run_dir/logs` for TensorBoard.
         data_dir: TFDS data folder.
-        verbose: Keras' progress-bar setting.
+        verbose: Keras' progress-bar setting; "auto" prints one line per epoch instead when
+            stdout is not a terminal (`epoch_log.progress_for`).
         resume: continue from `run_dir/backup` (weights of both networks and
             of the EMA generator, both optimizers' states, the noise
             generator's state and the epoch counter), e.g. after the job was
@@ -326,6 +328,7 @@ def _fit(gan, ds, epochs, initial_epoch, callbacks, verbose, interrupt, run_dir)
     start = time.perf_counter()
     try:
         with interrupt:
+            verbose, callbacks = progress_for(verbose, callbacks)  # one line per epoch unless on a terminal
             # shuffle=False: make_dataset shuffles already (Keras warns that fit's own
             # shuffle does nothing for a tf.data.Dataset).
             history = gan.fit(ds, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,

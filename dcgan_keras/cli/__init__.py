@@ -13,7 +13,10 @@ that adds them and sets `func`, the function that runs one:
 | `inside` | guided, ablate, dedup |
 
 Building the parser and `--help` import no TensorFlow: the run functions
-import the library.
+import the library. Before one runs, TensorFlow is imported without its
+start-up log (`_quiet`), unless `--verbose` or `DCGAN_KERAS_VERBOSE=1`; a
+sub-command that needs no TensorFlow says so with
+`set_defaults(needs_tensorflow=False)`. Every option's help shows its default.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dcgan_keras.cli import _quiet
 from dcgan_keras.cli import evaluate, features, inside, latent, serving, train
 
 COMMAND_MODULES = (train, latent, serving, features, evaluate, inside)
@@ -31,14 +35,35 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m dcgan_keras",
         description="DCGAN (Radford, Metz & Chintala, ICLR 2016) in Keras 3 on TensorFlow.",
     )
+    parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         module.register(subparsers)
+    for sub in subparsers.choices.values():
+        if "--verbose" not in sub._option_string_actions:
+            sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
+        _show_defaults(sub)
     return parser
+
+
+_VERBOSE_HELP = (f"let TensorFlow write its start-up lines (CUDA, oneDNN) and C++ errors to stderr, e.g. to "
+                 f"see why no GPU is used; or set {_quiet.VERBOSE_ENV}=1")
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Appends "(default: ...)" to the help of every option with a default that its help does not state."""
+    for action in parser._actions:
+        flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._HelpAction))
+        if flag or action.default in (None, argparse.SUPPRESS) or not action.help:
+            continue
+        if "default" not in action.help and "%(default)" not in action.help:
+            action.help += " (default: %(default)s)"
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "needs_tensorflow", True) and not _quiet.verbose_requested(args.verbose):
+        _quiet.import_tensorflow_quietly()
     try:
         return args.func(args)
     except (ValueError, RuntimeError, FileExistsError, FileNotFoundError, TypeError) as error:

@@ -21,12 +21,14 @@ def register(subparsers):
     p.add_argument("--dataset", default="digits",
                    help="'digits' (bundled, offline) or 'tfds:NAME[:SPLIT]' with labels, "
                         "e.g. tfds:cifar10, tfds:svhn_cropped")
-    p.add_argument("--labels-per-class", type=int, default=100)
+    p.add_argument("--labels-per-class", type=int, default=100,
+                   help="labelled training examples per class for the SVM (paper, SVHN: 100)")
     p.add_argument("--draws", type=int, default=5, help="random draws of the labelled examples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the label draws, the random-init discriminator and the supervised baseline")
     p.add_argument("--max-examples", type=int, default=None,
                    help="use at most this many examples (digits: a fixed random subset; TFDS: the first ones)")
-    p.add_argument("--supervised-epochs", type=int, default=20)
+    p.add_argument("--supervised-epochs", type=int, default=20,
+                   help="epochs of the supervised baseline (the same D trained on the labels only)")
     p.add_argument("--no-supervised", action="store_true", help="skip the supervised baseline")
     p.add_argument("--data-dir", default=None, help="TFDS data folder")
     p.add_argument("--json", default=None, help="also write the full table as JSON to this path")

@@ -56,13 +56,13 @@ def register(subparsers):
     p.add_argument("--out", required=True, help="folder for dedup_report.json and keep.txt")
     p.add_argument("--channels", type=int, default=None, help="1 or 3 (default: the dataset's own)")
     p.add_argument("--code-size", type=int, default=128, help="code units = hash bits (paper: 128)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=10, help="epochs of the autoencoder's training")
+    p.add_argument("--batch-size", type=int, default=128, help="images per step of the autoencoder")
     p.add_argument("--noise", type=float, default=0.2, help="input noise std while training (de-noising)")
     p.add_argument("--dropout", type=float, default=0.2, help="dropout on the code while training")
     p.add_argument("--threshold", type=float, default=0.0, help="a code unit is on above this activation")
-    p.add_argument("--max-images", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-images", type=int, default=None, help="use at most this many images (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the autoencoder's weights, noise and shuffling")
     p.set_defaults(func=_run_dedup)
 
 

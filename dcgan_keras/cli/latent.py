@@ -21,7 +21,8 @@ def register(subparsers):
     p.add_argument("--walks", type=int, default=4, help="number of walks (rows of the grid)")
     p.add_argument("--points", type=int, default=4, help="random points each walk loops through")
     p.add_argument("--steps", type=int, default=8, help="frames between two points")
-    p.add_argument("--method", default="slerp", choices=("slerp", "lerp"))
+    p.add_argument("--method", default="slerp", choices=("slerp", "lerp"),
+                   help="spherical or straight-line interpolation between the points")
     p.add_argument("--seed", type=int, default=0, help="walk i uses seed + i")
     p.add_argument("--duration-ms", type=int, default=100, help="GIF frame duration")
     add_out(p)
@@ -37,7 +38,8 @@ def register(subparsers):
     p.add_argument("--plus", default=None, help="indices of exemplars to add, e.g. 3,17,40")
     p.add_argument("--minus", default=None, help="indices of exemplars to subtract")
     p.add_argument("--base", default=None, help="indices of exemplars to start from")
-    p.add_argument("--noise-scale", type=float, default=0.25)
+    p.add_argument("--noise-scale", type=float, default=0.25,
+                   help="scale of the uniform noise added to the result for more samples (paper: 0.25)")
     add_out(p)
     p.set_defaults(func=_run_arithmetic)
 

@@ -39,7 +39,7 @@ _CONFIG_FLAGS = (
      "with normal z, draw it from a mixture of K unit Gaussians, one per axis of the first K (0: N(0, I))"),
     ("--mode-offset", "mode_offset", float, "distance of each mode's centre from the origin"),
     ("--base-width", "base_width", int, "width of the networks' widest-resolution layer"),
-    ("--learning-rate", "learning_rate", float, "Adam's learning rate, both networks"),
+    ("--learning-rate", "learning_rate", float, "Adam's learning rate for the discriminator, and for the generator too unless --g-learning-rate is given"),
     ("--g-learning-rate", "g_learning_rate", float,
      "the generator's own learning rate, if other than --learning-rate (two time scales)"),
     ("--beta1", "beta_1", float, "Adam's first-moment decay"),
@@ -113,7 +113,8 @@ def register(subparsers):
     p.add_argument("--cache", default="auto", metavar="auto|memory|off|PATH",
                    help="keep the resized images in memory: 'auto' when they fit 512 MiB, else read "
                         "them again every epoch; or a cache file path (docs/data.md)")
-    p.add_argument("--sample-every", type=int, default=1)
+    p.add_argument("--sample-every", type=int, default=1, metavar="N",
+                   help="epochs between two sample grids in RUN_DIR/samples")
     p.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/logs")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/backup (killed or finished run)")
     p.add_argument("--overwrite", action="store_true",
