@@ -3,12 +3,15 @@ its report on generated emoji beside the same numbers for held-out real emoji.""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 import keras
 
 from dcgan_keras.data import load_twemoji, preprocess, twemoji_categories
 from dcgan_keras.distances import FeatureStats, frechet_distance, memorisation_ratio, nearest_neighbours, precision_recall
+from dcgan_keras.epoch_log import EpochLog
 from dcgan_keras.judge import cached_classifier
 from dcgan_keras.metrics import feature_model, is_generator, sample_images
 
@@ -68,8 +71,8 @@ def train_twemoji_classifier(epochs: int = 30, seed: int = 0):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    print(f"Training the Twemoji judge once ({epochs} epochs of {len(train)} emoji); it is cached afterwards.")
-    model.fit(images[train], labels[train], batch_size=64, epochs=epochs, verbose=2)
+    model.fit(images[train], labels[train], batch_size=64, epochs=epochs, verbose=0,
+              callbacks=[EpochLog(stream=sys.stderr, prefix="twemoji judge: ")])  # a line per epoch on stderr
     _, accuracy = model.evaluate(images[held], labels[held], verbose=0)
     return model, float(accuracy)
 
