@@ -21,9 +21,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dcgan_keras.cli import evaluate, features, inside, latent, serving, train
+from dcgan_keras.cli import evaluate, features, inside, latent, page, serving, train
 
-COMMAND_MODULES = (train, latent, serving, features, evaluate, inside)
+COMMAND_MODULES = (train, latent, serving, features, evaluate, inside, page)
 
 
 def build_parser() -> argparse.ArgumentParser:
