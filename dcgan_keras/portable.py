@@ -34,6 +34,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -113,9 +114,14 @@ def _served(model) -> "keras.Model":  # noqa: F821
             "The generator has NaN or Inf weights (training diverged); it was not exported. "
             "Export the checkpoint of an earlier, healthy epoch instead."
         )
+    import keras
+
     served = serving_generator(generator)  # float32 always: the portable runtimes run float32 graphs
-    served(np.zeros((1, int(served.input_shape[-1])), "float32"), training=False)
-    return served
+    # onnxruntime's tanh gives 1.0000001 for some inputs: the clip keeps the promise of [-1, 1].
+    z = keras.Input((int(served.input_shape[-1]),), name="z")
+    clipped = keras.Model(z, keras.ops.clip(served(z), -1.0, 1.0), name="portable_generator")
+    clipped(np.zeros((1, int(served.input_shape[-1])), "float32"), training=False)
+    return clipped
 
 
 def _z_spec(served):
@@ -167,7 +173,9 @@ def export_onnx(model, path, opset: int | None = None) -> str:
         level = logging.getLogger("tf2onnx").level
         logging.getLogger("tf2onnx").setLevel(logging.ERROR)  # tf2onnx logs every step of the conversion
         try:
-            served.export(raw, format="onnx", verbose=False, input_signature=[_z_spec(served)], opset_version=opset)
+            with warnings.catch_warnings():  # Keras' tf2onnx patch asks NumPy 2 for np.object
+                warnings.filterwarnings("ignore", message="In the future `np.object`", category=FutureWarning)
+                served.export(raw, format="onnx", verbose=False, input_signature=[_z_spec(served)], opset_version=opset)
         finally:
             logging.getLogger("tf2onnx").setLevel(level)
         proto = onnx.load(raw)

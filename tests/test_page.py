@@ -256,3 +256,29 @@ def test_a_screenshot_of_the_page_shows_the_grid_and_the_walk(browser, site, tmp
 
 def test_the_pinned_onnxruntime_web_is_the_one_the_tests_install():
     assert json.loads((WEB / "package.json").read_text())["dependencies"]["onnxruntime-web"] == ORT_VERSION
+
+
+def test_page_command_writes_the_folder_from_a_saved_model_or_a_checkpoint(make_tiny_gan, tmp_path, capsys):
+    import tensorflow as tf
+
+    from dcgan_keras.cli import main
+    from dcgan_keras.page import ORT_URL
+    from dcgan_keras.sampling import latent_vectors
+
+    gan = make_tiny_gan(0)
+    checkpoint = str(tmp_path / "ckpt.keras")
+    gan.save(checkpoint)
+    saved_model = dk.export_generator(gan, tmp_path / "saved_models" / "digits")
+    assert main(["page", "--model", saved_model, "--out", str(tmp_path / "a")]) == 0
+    assert json.loads(capsys.readouterr().out)["files"] == ["app.js", "generator.json", "generator.onnx", "index.html"]
+    assert f'src="{ORT_URL}ort.wasm.min.js"' in (tmp_path / "a" / "index.html").read_text()
+    assert main(["page", "--model", checkpoint, "--out", str(tmp_path / "b"), "--ort-url", "ort/"]) == 0
+    assert 'src="ort/ort.wasm.min.js"' in (tmp_path / "b" / "index.html").read_text()
+
+    z = latent_vectors(8, 16, seed=4)  # N(0, I): the page's ONNX takes what the SavedModel takes
+    pixels = tf.saved_model.load(saved_model).signatures["serving_default"](z=tf.constant(z))["images"].numpy()
+    for folder in ("a", "b"):
+        drawn = np.clip(np.round((OnnxGenerator(tmp_path / folder)(z) + 1) * 127.5), 0, 255)
+        assert np.abs(drawn - pixels).max() <= MAX_LEVEL_DIFF, folder
+    assert main(["page", "--model", str(tmp_path / "generator.onnx"), "--out", str(tmp_path / "c")]) == 2
+    assert "Received: " in capsys.readouterr().err
