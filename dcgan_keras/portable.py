@@ -105,7 +105,9 @@ def interface(model, format: str) -> dict:
 
 
 def _served(model) -> "keras.Model":  # noqa: F821
-    """The float32 serving generator, called once (Keras' ONNX export needs a called model)."""
+    """`serving_generator` clipped to [-1, 1], in float32, called once (Keras' ONNX export needs a called model)."""
+    import keras
+
     from dcgan_keras.export import _as_generator, serving_generator
 
     generator = _as_generator(model)
@@ -114,8 +116,6 @@ def _served(model) -> "keras.Model":  # noqa: F821
             "The generator has NaN or Inf weights (training diverged); it was not exported. "
             "Export the checkpoint of an earlier, healthy epoch instead."
         )
-    import keras
-
     served = serving_generator(generator)  # float32 always: the portable runtimes run float32 graphs
     # onnxruntime's tanh gives 1.0000001 for some inputs: the clip keeps the promise of [-1, 1].
     z = keras.Input((int(served.input_shape[-1]),), name="z")

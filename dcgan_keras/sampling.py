@@ -125,8 +125,8 @@ def from_standard_normal(z, modes: int = 0, offset: float = MODE_OFFSET, distrib
     return noise + offset * ops.one_hot(ops.cast(sector, "int32"), z.shape[-1])
 
 
-# Eigen's float32 erf (the rational approximation TensorFlow's CPU kernel has used): odd
-# numerator, even denominator, in x^2, highest power first.
+# The rational approximation of float32 erf from Eigen, which XLA uses too: an odd numerator
+# over an even denominator, in powers of x^2, highest first.
 _ERF_NUMERATOR = (
     -2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
     -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02,
