@@ -25,9 +25,9 @@ import argparse
 import sys
 
 from dcgan_keras.cli import _quiet
-from dcgan_keras.cli import evaluate, features, inside, latent, serving, train
+from dcgan_keras.cli import evaluate, features, inside, latent, page, serving, train
 
-COMMAND_MODULES = (train, latent, serving, features, evaluate, inside)
+COMMAND_MODULES = (train, latent, serving, features, evaluate, inside, page)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,10 @@
-"""Sub-commands `export` and `sample`: SavedModels for TF Serving, and sampling from them.
+"""Sub-commands `export` and `sample`: SavedModels for TF Serving (or ONNX, LiteRT), and sampling from them.
 
     python -m dcgan_keras export --checkpoint runs/digits/ckpt.keras --name digits
     python -m dcgan_keras export --checkpoint runs/digits/ckpt.keras --name digits --version 7
     python -m dcgan_keras export --checkpoint runs/faces/ckpt.keras --name faces --keep-precision   # 16-bit, for GPUs
+    python -m dcgan_keras export --checkpoint runs/digits/ckpt.keras --name digits --format onnx    # saved_models/digits/onnx/1/
+    python -m dcgan_keras export --checkpoint runs/digits/ckpt.keras --name digits --format litert  # saved_models/digits/litert/1/
     python -m dcgan_keras sample --model saved_models/digits/1 --num 64 --seed 0 --out grid.png
 
 `sample` needs only TensorFlow and the SavedModel (its `sample` signature),
@@ -23,6 +25,11 @@ def register(subparsers):
     p.add_argument("--name", required=True, help="model name: the export goes to EXPORT_ROOT/NAME/VERSION")
     p.add_argument("--export-root", default="saved_models", help="folder of all exported models")
     p.add_argument("--version", type=int, default=None, help="version number (default: the next free one)")
+    p.add_argument(
+        "--format", default="saved_model", choices=("saved_model", "onnx", "litert"),
+        help="saved_model (EXPORT_ROOT/NAME/VERSION, for TF Serving; the default), onnx "
+        "(EXPORT_ROOT/NAME/onnx/VERSION/generator.onnx) or litert (EXPORT_ROOT/NAME/litert/VERSION/generator.tflite)",
+    )
     p.add_argument(
         "--keep-precision", action="store_true",
         help="keep a mixed-precision generator's 16-bit graph (for GPU serving); by default the export is float32",
@@ -55,10 +62,24 @@ def _run_export(args) -> int:
         raise FileNotFoundError(f"No checkpoint file at {checkpoint!r}.")
     if args.version is not None and args.version < 1:
         raise ValueError(f"--version must be a positive integer. Received: {args.version}")
+    if args.format != "saved_model" and args.keep_precision:
+        raise ValueError(
+            "--keep-precision applies to --format saved_model only: ONNX and LiteRT exports are float32. "
+            f"Received: --format {args.format} --keep-precision"
+        )
 
     from dcgan_keras.export import computes_in_16_bits, export_generator, load_generator
 
     generator = load_generator(checkpoint)  # a DCGAN gives its sampler (the EMA generator if kept)
+    if args.format != "saved_model":
+        from dcgan_keras.portable import FILE_NAMES, INPUT_MEANING, export_portable
+
+        path = export_portable(generator, os.path.join(args.export_root, name), args.format, version=args.version)
+        print(json.dumps({
+            "export": path, "format": args.format, "file": os.path.join(path, FILE_NAMES[args.format]),
+            "input": INPUT_MEANING, "output": "images", "compute_dtype": "float32",
+        }, indent=2))
+        return 0
     trained_in = computes_in_16_bits(generator)
     kept = bool(trained_in) and args.keep_precision
     path = export_generator(
@@ -66,7 +87,7 @@ def _run_export(args) -> int:
     )
     summary = {
         "export": path,
-        "signatures": ["serving_default", "sample", "png"],
+        "signatures": ["serving_default", "sample", "latent", "png"],
         "compute_dtype": "/".join(trained_in) if kept else "float32",
     }
     if kept:
