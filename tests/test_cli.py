@@ -11,7 +11,7 @@ from dcgan_keras.cli.train import config_from_args
 from dcgan_keras.config import AUGMENTATIONS, DEFAULT_EPOCHS, Config
 import dcgan_keras as dk
 
-COMMANDS = ("train", "walk", "arithmetic", "export", "sample", "features", "evaluate", "guided", "ablate", "dedup")
+COMMANDS = ("train", "walk", "arithmetic", "export", "sample", "features", "evaluate", "guided", "ablate", "dedup", "page")
 
 
 def test_train_command_leaves_samples_history_plot_checkpoint_and_export(tmp_path, capsys):
