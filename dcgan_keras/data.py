@@ -715,7 +715,8 @@ def _warn_skipped(folder: str, skipped: dict) -> None:
     if skipped:
         examples = "; ".join(f"{printable(p)} ({r})" for p, r in sorted(skipped.items())[:5])
         warnings.warn(
-            f"Skipped {len(skipped)} entries in {printable(folder)!r} that are not regular files or "
+            f"Skipped {len(skipped)} {'entry' if len(skipped) == 1 else 'entries'} in {printable(folder)!r} "
+            "that are not regular files or "
             f"folders that can be read: {examples}. Replace them with regular image files to use them.",
             stacklevel=4,
         )
@@ -730,7 +731,7 @@ def _raise_if_no_images(folder, files: list[str], others: list[str], skipped: di
     )
     if skipped:
         found += (
-            f", and {len(skipped)} entries that were skipped, e.g. "
+            f", and {len(skipped)} skipped entr{'y' if len(skipped) == 1 else 'ies'}, e.g. "
             + ", ".join(f"{printable(p)} ({r})" for p, r in sorted(skipped.items())[:3])
         )
     raise ValueError(

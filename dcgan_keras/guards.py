@@ -244,6 +244,11 @@ def restore_backup(model: keras.Model, backup_dir) -> int:
         ) from None
     except OSError as error:  # truncated or damaged HDF5: fall back to the epoch before
         previous = state.get("previous")
+        if not previous:  # a backup from before state.json kept its previous epoch: the older weights file
+            older = sorted(glob.glob(os.path.join(glob.escape(backup_dir), "epoch_*.weights.h5")))
+            older = [os.path.basename(f) for f in older if os.path.basename(f) < state["weights"]]
+            if older:
+                previous = {"epoch": int(older[-1][len("epoch_"):-len(".weights.h5")]), "weights": older[-1]}
         if not previous or not os.path.exists(os.path.join(backup_dir, previous["weights"])):
             raise ValueError(
                 f"The backup weights {os.path.join(backup_dir, state['weights'])!r} cannot be read "

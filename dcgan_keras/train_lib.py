@@ -51,13 +51,14 @@ def _check_run_dir(run_dir: str, record: dict, resume: bool, overwrite: bool) ->
             if not isinstance(old, dict):
                 raise ValueError(f"a JSON {type(old).__name__}, not an object")
         except (OSError, ValueError) as error:
-            if overwrite and not resume:
-                return [os.path.join(run_dir, name) for name in present]  # replaced, unread
-            raise ValueError(
-                f"The run record {config_path!r} cannot be read ({type(error).__name__}: {error}); it was "
-                "damaged (e.g. truncated). To continue the run, restore the file, or delete it to resume "
-                "without the check of settings; to start again, pass overwrite=True (--overwrite)."
-            ) from None
+            if not resume:  # overwrite replaces it unread; without overwrite the run is refused below
+                old = None
+            else:
+                raise ValueError(
+                    f"The run record {config_path!r} cannot be read ({type(error).__name__}: {error}); it was "
+                    "damaged (e.g. truncated). To continue the run, restore the file, or delete it to resume "
+                    "without the check of settings; to start again, pass overwrite=True (--overwrite)."
+                ) from None
     if resume:
         if old is None:
             return []  # nothing to compare with; the backup check follows
