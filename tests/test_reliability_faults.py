@@ -266,7 +266,7 @@ def test_a_run_dir_in_use_by_another_process_is_refused_and_temporary_names_neve
 
 @pytest.mark.parametrize("field, value", [
     ("beta_1", 1.5), ("beta_1", float("nan")), ("beta_2", 1.0), ("learning_rate", float("inf")),
-    ("g_learning_rate", float("inf")), ("mode_offset", float("inf")), ("r1_gamma", float("nan")),
+    ("g_learning_rate", float("inf")), ("mode_offset", float("inf")),
 ])
 def test_invalid_optimiser_and_prior_settings_are_refused_by_config(field, value):
     with pytest.raises(ValueError, match=rf"{field} must .*Received: {field}={value}"):
