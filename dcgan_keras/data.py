@@ -42,7 +42,8 @@ DIGITS = "digits"
 CACHE_MODES = ("auto", "memory", "off")
 # cache="auto" keeps images in memory up to this many bytes (uint8, already resized).
 # TensorFlow itself takes ~0.7 GB of RSS; with this budget a process stays under ~1.5 GB
-# whatever the folder's size (docs/data.md). 10k images at 64x64x3 take 0.12 GB,
+# whatever the folder's number of files (docs/data.md); very large images take more while
+# they are decoded (MAX_IMAGE_PIXELS). 10k images at 64x64x3 take 0.12 GB,
 # 50k 0.6 GB and CelebA (202,599) 2.5 GB at 64x64x3, 0.6 GB at 32x32x3: streamed.
 CACHE_BUDGET_BYTES = 512 * 1024**2
 # Images mixed by the shuffle buffer after a cache. Sources already in memory
