@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from dcgan_keras.sampling import DISTRIBUTIONS, MODE_OFFSET
@@ -97,8 +98,8 @@ def check_prior(latent_modes, mode_offset, latent_dim: int, distribution: str = 
             f"latent_modes must be 0 (z ~ N(0, I)) or a number of modes from 2 to latent_dim ({latent_dim}). "
             f"Received: latent_modes={latent_modes!r}"
         )
-    if not (isinstance(mode_offset, (int, float)) and mode_offset > 0):
-        raise ValueError(f"mode_offset must be positive. Received: mode_offset={mode_offset!r}")
+    if not (isinstance(mode_offset, (int, float)) and 0 < mode_offset < math.inf):
+        raise ValueError(f"mode_offset must be positive and finite. Received: mode_offset={mode_offset!r}")
     if distribution == "uniform" and latent_modes:
         raise ValueError(
             "latent_modes needs normal z (a mixture of unit Gaussians); a uniform prior has no modes. "
@@ -227,10 +228,21 @@ class Config:
         if self.g_learning_rate is not None:  # None: the generator's is learning_rate
             rates["g_learning_rate"] = self.g_learning_rate
         for name, value in rates.items():
-            if not (isinstance(value, (int, float)) and value > 0):
-                raise ValueError(f"{name} must be positive. Received: {name}={value}")
-        if not (isinstance(self.r1_gamma, (int, float)) and self.r1_gamma >= 0):
-            raise ValueError(f"r1_gamma must be 0 (off) or positive. Received: r1_gamma={self.r1_gamma}")
+            if not (isinstance(value, (int, float)) and 0 < value < math.inf):
+                raise ValueError(f"{name} must be positive and finite. Received: {name}={value}")
+        for name in ("beta_1", "beta_2"):  # Adam's decays: 1 or more never forgets, NaN poisons every step
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+                raise ValueError(
+                    f"{name} must be in [0, 1) (the paper uses beta_1=0.5, Adam's own beta_2 is 0.999). "
+                    f"Received: {name}={value}"
+                )
+        for name in ("leaky_slope", "init_stddev"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
+                raise ValueError(f"{name} must be a finite number, 0 or more. Received: {name}={value}")
+        if not (isinstance(self.r1_gamma, (int, float)) and 0 <= self.r1_gamma < math.inf):
+            raise ValueError(f"r1_gamma must be 0 (off) or positive and finite. Received: r1_gamma={self.r1_gamma}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(
                 "label_smoothing must be in [0, 1). "

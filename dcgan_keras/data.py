@@ -19,7 +19,9 @@ memory as uint8 only when they fit a budget, and read again otherwise
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import json
 import logging
 import math
 import os
@@ -27,7 +29,6 @@ import random
 import threading
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 
 import numpy as np
@@ -43,7 +44,8 @@ TWEMOJI = "twemoji"
 CACHE_MODES = ("auto", "memory", "off")
 # cache="auto" keeps images in memory up to this many bytes (uint8, already resized).
 # TensorFlow itself takes ~0.7 GB of RSS; with this budget a process stays under ~1.5 GB
-# whatever the folder's size (docs/data.md). 10k images at 64x64x3 take 0.12 GB,
+# whatever the folder's number of files (docs/data.md); very large images take more while
+# they are decoded (MAX_IMAGE_PIXELS). 10k images at 64x64x3 take 0.12 GB,
 # 50k 0.6 GB and CelebA (202,599) 2.5 GB at 64x64x3, 0.6 GB at 32x32x3: streamed.
 CACHE_BUDGET_BYTES = 512 * 1024**2
 # Images mixed by the shuffle buffer after a cache. Sources already in memory
@@ -59,6 +61,14 @@ DECODED_SHUFFLE_BUFFER = 1_024
 SAMPLE_FILES = 256
 # Decoded files are checked for failures in groups of this many (one check a group).
 CHECK_GROUP = 64
+# The formats TensorFlow's `tf.io.decode_image` reads, by the names PIL gives them. PIL opens
+# more (TIFF, AVIF, HEIC, ...), often under a .jpg or .png name; training cannot read those.
+DECODER_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
+# The most pixels one image may have as decoded (a JPEG is decoded at reduced scale when it
+# is at least twice image_size). Decoding and resizing take ~15 bytes a pixel while the
+# image is in flight (uint8 frame, float32 crop), so 40 Mpx (e.g. 7300 x 5500) is ~0.6 GB
+# per image; larger images are skipped and named. Raise it for a machine with the memory.
+MAX_IMAGE_PIXELS = 40_000_000
 
 _LOG = logging.getLogger("dcgan_keras")
 _plain = tf.autograph.experimental.do_not_convert
@@ -297,6 +307,10 @@ def make_dataset(
     if mode == "memory":
         images = images.cache()
     elif mode != "off":
+        _claim_cache_file(mode, {
+            "source": src.description, "images": count, "contents": src.fingerprint() if src.fingerprint else None,
+            "image_size": image_size, "channels": channels, "dtype": src.dtype.name, "shard": [num_shards, index],
+        })
         images = images.cache(mode)
     if shuffle and (mode != "off" or not src.indexable):
         buffer = SHUFFLE_BUFFER if src.in_memory else DECODED_SHUFFLE_BUFFER
@@ -316,7 +330,69 @@ def make_dataset(
         options = tf.data.Options()  # sharded here by file; tf.distribute must not shard again
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         ds = ds.with_options(options)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    ds.unreadable_files = src.failures  # for `guards.EpochLengthGuard`'s message (None: cannot fail)
+    return ds
+
+
+# Cache files this process holds a lock on: path -> open lock file.
+_CACHE_LOCKS: dict = {}
+
+
+def _claim_cache_file(path: str, manifest: dict) -> None:
+    """Makes the cache file `path` safe to use: locked for this process, fresh, and without a killed fill's leftovers.
+
+    - Lock: an exclusive `fcntl` lock on `PATH.lock`, held until the process ends; a
+      cache in use by another live process is refused (two fills would collide).
+    - Leftovers: `PATH_*.lockfile` and `PATH_*.tempstate*` of a fill that was killed
+      (no other process holds the lock) are removed, so the fill starts again.
+    - Freshness: `PATH.manifest.json` records what the cache holds (the source, its
+      files' names, sizes and times, image size and channels); a cache of anything
+      else is removed, with a warning, and filled again.
+    """
+    import glob
+
+    from dcgan_keras.files import atomic_write_json
+
+    if path not in _CACHE_LOCKS:
+        lock = open(path + ".lock", "a")
+        try:
+            import fcntl
+
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no fcntl (Windows): no lock
+            pass
+        except OSError:
+            lock.close()
+            raise ValueError(
+                f"The cache file {path!r} is in use by another process (a run reading or filling it). "
+                f"Wait for it to finish, or use another cache path (--cache). Received: cache={path!r}"
+            ) from None
+        _CACHE_LOCKS[path] = lock
+        for leftover in glob.glob(glob.escape(path) + "_*.lockfile") + glob.glob(glob.escape(path) + "_*.tempstate*"):
+            os.remove(leftover)  # of a fill that was killed: no live process holds the lock
+            _LOG.warning("Removed %s, left by a cache fill that was stopped; the cache is filled again.", leftover)
+    manifest_path = path + ".manifest.json"
+    cached = [path + ".index", *glob.glob(glob.escape(path) + ".data-*")]
+    if os.path.exists(path + ".index"):
+        try:
+            with open(manifest_path) as f:
+                old = json.load(f)
+        except (OSError, ValueError):
+            old = None
+        if old != manifest:
+            changed = (
+                "it has no readable record of its contents" if old is None
+                else "its " + ", ".join(key for key in manifest if old.get(key) != manifest[key]) + " changed"
+            )
+            for name in cached:
+                os.remove(name)
+            warnings.warn(
+                f"The cache file {path!r} held other images than asked for ({changed}); it was removed "
+                "and is filled again from the source.",
+                stacklevel=4,
+            )
+    atomic_write_json(manifest_path, manifest)
 
 
 def _permutation(size, epoch_seed) -> tf.Tensor:
@@ -447,16 +523,16 @@ def _check_shard(shard) -> tuple[int, int]:
 
 def _crop_resize(images: tf.Tensor, image_size: int, channels: int) -> tf.Tensor:
     """Centre crop, resize and channel conversion; float32 in [0, 1]."""
-    if images.dtype == tf.uint8:
-        images = tf.cast(images, tf.float32) / 255.0
-    else:
-        images = tf.cast(images, tf.float32)
     if images.shape[-1] == 4:  # RGBA: drop alpha
         images = images[..., :3]
     height, width = tf.shape(images)[-3], tf.shape(images)[-2]
     side = tf.minimum(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    images = images[..., top : top + side, left : left + side, :]
+    images = images[..., top : top + side, left : left + side, :]  # cropped before the float copy
+    if images.dtype == tf.uint8:
+        images = tf.cast(images, tf.float32) / 255.0
+    else:
+        images = tf.cast(images, tf.float32)
     images = tf.image.resize(images, (image_size, image_size), method="area", antialias=True)
     if images.shape[-1] == 3 and channels == 1:
         images = tf.image.rgb_to_grayscale(images)
@@ -511,6 +587,7 @@ class _Source:
     may_fail: bool = False
     failures: "UnreadableFiles | None" = None
     table: np.ndarray | None = None
+    fingerprint: Callable | None = None  # () -> a digest of the contents, for a cache file's manifest
 
 
 def _open_source(source, data_dir, image_size) -> _Source:
@@ -530,6 +607,11 @@ def _open_source(source, data_dir, image_size) -> _Source:
         return _tfds_source(source[len("tfds:"):], data_dir)
     if os.path.isdir(source):
         return _folder_source(source, image_size)
+    if os.path.exists(source):
+        raise ValueError(
+            f"Cannot read images from {source!r}: it is a file, not a folder. Point --dataset at the "
+            f"folder that holds the images (e.g. {os.path.dirname(source) or '.'!r}). Received: source={source!r}"
+        )
     hint = (
         "a folder of images that does not exist" if os.sep in source or "/" in source
         else "an unknown dataset name"
@@ -542,9 +624,15 @@ def _open_source(source, data_dir, image_size) -> _Source:
     )
 
 
+def _digest(value) -> str:
+    return hashlib.sha1(json.dumps(value, default=str).encode()).hexdigest()
+
+
 def _array_source(array: np.ndarray, description: str) -> _Source:
-    images = tf.convert_to_tensor(_validated_array(array))
+    array = _validated_array(array)
+    images = tf.convert_to_tensor(array)
     return _Source(
+        fingerprint=lambda: _digest([array.shape, array.dtype.str, hashlib.sha1(np.ascontiguousarray(array)).hexdigest()]),
         elements=None,
         table=np.arange(int(images.shape[0]), dtype=np.int64),
         count=int(images.shape[0]),
@@ -600,40 +688,88 @@ def _validated_array(array: np.ndarray) -> np.ndarray:
 
 def list_image_files(folder) -> list[str]:
     """Image files under `folder` (recursively, by extension), sorted."""
-    files, others = _list_folder(folder)
-    _raise_if_no_images(folder, files, others)
+    skipped = {}
+    files, others = _list_folder(folder, skipped=skipped)
+    _raise_if_no_images(folder, files, others, skipped)
     return files
 
 
-def _list_folder(folder, relative: bool = False) -> tuple[list[str], list[str]]:
+def printable(path) -> str:
+    """`path` as it can be printed: bytes of a name that is not UTF-8 as `\\xe9` escapes."""
+    return os.fspath(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _list_folder(folder, relative: bool = False, skipped: dict | None = None) -> tuple[list[str], list[str]]:
     """(image files, other files) under `folder`, recursively, each sorted. Reads no file.
 
     With `relative`, the paths are relative to `folder` (shorter strings: less
-    memory for millions of files).
+    memory for millions of files). Only regular files are listed: a FIFO, socket
+    or device (whose read may block forever), a broken link, a symlink loop or
+    a sub-folder that cannot be listed goes to `skipped` (`{path: reason}`),
+    as does a symlinked folder (not entered).
     """
     folder = os.fspath(folder)
+    skipped = {} if skipped is None else skipped
     files, others, pending = [], [], [""]
     while pending:  # as os.walk (symlinked folders are not entered), 2x faster on 200k files
         below = pending.pop()
         prefix = below + os.sep if below else ""
-        with os.scandir(os.path.join(folder, below)) as entries:
+        try:
+            entries = os.scandir(os.path.join(folder, below))
+        except OSError as error:
+            if not below:
+                raise
+            skipped[below if relative else os.path.join(folder, below)] = f"folder not listed ({error.strerror})"
+            continue
+        with entries:
             for entry in entries:
-                if entry.is_dir():
-                    if not entry.is_symlink():
-                        pending.append(prefix + entry.name)
+                path = prefix + entry.name if relative else entry.path
+                try:
+                    if entry.is_dir():
+                        if entry.is_symlink():
+                            skipped[path] = "symlinked folder (not followed)"
+                        else:
+                            pending.append(prefix + entry.name)
+                        continue
+                    regular = entry.is_file()
+                except OSError as error:  # e.g. a symlink loop: ELOOP
+                    skipped[path] = f"{type(error).__name__}: {error.strerror}"
+                    continue
+                if not entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                    others.append(path)
+                elif not regular:
+                    skipped[path] = (
+                        "a broken symbolic link" if entry.is_symlink()
+                        else "not a regular file (a FIFO, socket or device, whose read can block forever)"
+                    )
                 else:
-                    path = prefix + entry.name if relative else entry.path
-                    (files if entry.name.lower().endswith(IMAGE_EXTENSIONS) else others).append(path)
+                    files.append(path)
     return sorted(files), sorted(others)
 
 
-def _raise_if_no_images(folder, files: list[str], others: list[str]) -> None:
+def _warn_skipped(folder: str, skipped: dict) -> None:
+    if skipped:
+        examples = "; ".join(f"{printable(p)} ({r})" for p, r in sorted(skipped.items())[:5])
+        warnings.warn(
+            f"Skipped {len(skipped)} {'entry' if len(skipped) == 1 else 'entries'} in {printable(folder)!r} "
+            "that are not regular files or "
+            f"folders that can be read: {examples}. Replace them with regular image files to use them.",
+            stacklevel=4,
+        )
+
+
+def _raise_if_no_images(folder, files: list[str], others: list[str], skipped: dict | None = None) -> None:
     if files:
         return
     found = (
-        f"it holds {len(others)} other file(s), e.g. {', '.join(os.path.basename(p) for p in others[:3])}"
+        f"it holds {len(others)} other file(s), e.g. {', '.join(printable(os.path.basename(p)) for p in others[:3])}"
         if others else "it is empty"
     )
+    if skipped:
+        found += (
+            f", and {len(skipped)} skipped entr{'y' if len(skipped) == 1 else 'ies'}, e.g. "
+            + ", ".join(f"{printable(p)} ({r})" for p, r in sorted(skipped.items())[:3])
+        )
     raise ValueError(
         f"No images found in folder {os.fspath(folder)!r} (searched recursively "
         f"for {', '.join(IMAGE_EXTENSIONS)}; {found}). Point --dataset at a folder "
@@ -662,17 +798,71 @@ class FolderScan:
     modes: dict[str, int]
 
 
+def _decoded_pixels(width: int, height: int, image_format: str, image_size: int | None) -> int:
+    """Pixels of an image as training decodes it (`_header_pixels`; a JPEG at reduced scale when it may be)."""
+    if image_format != "JPEG" or not image_size:
+        return width * height
+    ratio = max([1, *(r for r in JPEG_RATIOS if min(width, height) // r >= image_size)])
+    return -(-width // ratio) * -(-height // ratio)
+
+
 def _check_image(path: str, image_size: int | None) -> tuple[str | None, int, str | None]:
-    """(error or None, shorter side, mode) for one file, decoding it completely."""
+    """(error or None, shorter side, mode) for one file, decoding it completely with PIL and TensorFlow.
+
+    PIL opens formats that training's decoder (`tf.io.decode_image`) cannot (TIFF, AVIF,
+    ...), often under a .jpg or .png name; the file is decoded by both, as training will.
+    """
     try:
         with Image.open(path) as image:
-            mode, (width, height) = image.mode, image.size
-            if image.format == "JPEG" and image_size:
+            mode, (width, height), image_format = image.mode, image.size, image.format
+            if image_format not in DECODER_FORMATS:
+                return f"a {image_format} image, which TensorFlow cannot decode; convert it to PNG or JPEG", 0, None
+            pixels = _decoded_pixels(width, height, image_format, image_size)
+            if pixels > MAX_IMAGE_PIXELS:
+                return (
+                    f"{width}x{height} pixels, {pixels / 1e6:.0f} Mpx as decoded, above the limit of "
+                    f"{MAX_IMAGE_PIXELS / 1e6:.0f} Mpx that bounds memory (dcgan_keras.data.MAX_IMAGE_PIXELS); "
+                    "downscale it"
+                ), 0, None
+            if image_format == "JPEG" and image_size:
                 image.draft(image.mode, (image_size, image_size))  # decode at reduced scale: fast
             image.load()  # reads every byte: truncated files fail here
-    except Exception as error:  # PIL raises many types; all mean "cannot be used"
-        return f"{type(error).__name__}: {error}", 0, None
-    return None, min(width, height), mode
+        _read_rgb(tf.constant(os.fsencode(path)), image_size).numpy()  # as training decodes it
+    except Exception as error:  # PIL and TF raise many types; all mean "cannot be used"
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return f"{type(error).__name__}: {message}", 0, None
+    exif = _exif_orientation(path) if image_format == "JPEG" else 1
+    return None, min(width, height), mode if exif == 1 else f"{mode} EXIF-orientation {exif}"
+
+
+def _exif_orientation(path: str) -> int:
+    """The EXIF orientation tag of an image (1, upright, when it has none)."""
+    try:
+        with Image.open(path) as image:
+            return int(image.getexif().get(0x0112, 1))
+    except Exception:
+        return 1
+
+
+def _map_in_threads(function: Callable, items: list, workers: int) -> list:
+    """`[function(x) for x in items]` on daemon threads, so that Ctrl-C is never held up by a read that blocks."""
+    results, queue, lock = [None] * len(items), iter(range(len(items))), threading.Lock()
+
+    def work():
+        while True:
+            with lock:
+                i = next(queue, None)
+            if i is None:
+                return
+            results[i] = function(items[i])
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(max(1, min(workers, len(items))))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)  # short waits: a signal reaches the main thread between them
+    return results
 
 
 def scan_image_folder(folder, image_size: int | None = None) -> FolderScan:
@@ -693,16 +883,18 @@ def scan_image_folder(folder, image_size: int | None = None) -> FolderScan:
         ValueError: when the folder holds no readable image.
     """
     folder = os.fspath(folder)
-    files, other = _list_folder(folder)
-    _raise_if_no_images(folder, files, other)
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL
-        results = list(pool.map(lambda f: _check_image(f, image_size), files))
-    scan = FolderScan([], {}, other, [], {})
+    skipped = {}
+    files, other = _list_folder(folder, skipped=skipped)
+    _raise_if_no_images(folder, files, other, skipped)
+    # PIL decodes without the GIL
+    results = _map_in_threads(lambda f: _check_image(f, image_size), files, min(8, os.cpu_count() or 1))
+    scan = FolderScan([], dict(skipped), other, [], {})
     for path, (error, side, mode) in zip(files, results):
         if error:
             scan.unreadable[path] = error
             continue
         scan.readable.append(path)
+        mode = mode.split()[0]  # without an EXIF-orientation note
         scan.modes[mode] = scan.modes.get(mode, 0) + 1
         if image_size and side < image_size:
             scan.small.append(path)
@@ -710,7 +902,8 @@ def scan_image_folder(folder, image_size: int | None = None) -> FolderScan:
         examples = "; ".join(f"{os.path.basename(p)} ({r})" for p, r in list(scan.unreadable.items())[:3])
         raise ValueError(
             f"None of the {len(files)} image files in folder {folder!r} can be read: {examples}. "
-            "They are empty, truncated or not images; replace them with valid PNG or JPEG files."
+            "They are empty, truncated, not images or in a format TensorFlow cannot decode; replace them "
+            "with valid PNG or JPEG files."
         )
     return scan
 
@@ -764,7 +957,7 @@ def folder_images(folder, image_size: int | None = None, skip_errors: bool = Tru
     scan = scan_image_folder(folder, image_size)
     _warn_about(scan, folder, image_size)
 
-    ds = tf.data.Dataset.from_tensor_slices(scan.readable).map(
+    ds = tf.data.Dataset.from_tensor_slices([os.fsencode(p) for p in scan.readable]).map(
         _read_rgb, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
     return (ds.ignore_errors(log_warning=True) if skip_errors else ds), scan.readable
@@ -826,7 +1019,7 @@ class UnreadableFiles:
     def record_all(self, indices) -> None:
         """Records the files at `indices` of `names`, which failed."""
         for name in tf.gather(self.names, indices).numpy():
-            self.record(os.path.join(self.folder, name.decode()))
+            self.record(os.path.join(self.folder, os.fsdecode(name)))
 
     def record(self, path: str) -> None:
         """Records one file that failed, logging it if it is new."""
@@ -838,9 +1031,11 @@ class UnreadableFiles:
         if count <= 5 or math.log10(count).is_integer():
             _LOG.warning(
                 "Skipped an image file that cannot be decoded while reading %r: %s (empty, truncated, "
-                "corrupt or not an image); another image takes its place, so the epoch keeps its "
-                "length. %d such file(s) so far; fix or remove them (dcgan_keras.data.scan_image_folder "
-                "lists them all).", self.folder, os.path.relpath(path, self.folder), count,
+                "corrupt, not an image, in a format TensorFlow cannot decode or above MAX_IMAGE_PIXELS); "
+                "another image takes its place while any can be read (an epoch that runs out of images "
+                "stops training with an error). %d such file(s) so far; fix or remove them "
+                "(dcgan_keras.data.scan_image_folder lists them all).",
+                printable(self.folder), printable(os.path.relpath(path, self.folder)), count,
             )
 
 
@@ -849,8 +1044,19 @@ JPEG_RATIOS = (2, 4, 8)
 
 
 def _read_rgb(path: tf.Tensor, image_size: int | None = None) -> tf.Tensor:
-    """One image file as uint8 RGB; a JPEG at the smallest scale whose short side is >= `image_size`."""
+    """One image file as uint8 RGB; a JPEG at the smallest scale whose short side is >= `image_size`.
+
+    A file whose header promises more than `MAX_IMAGE_PIXELS` pixels as decoded fails
+    (InvalidArgumentError) before it is decoded, like a corrupt one.
+    """
     data = tf.io.read_file(path)
+    pixels = _header_pixels(data, image_size)
+    within = tf.debugging.assert_less_equal(
+        pixels, tf.constant(MAX_IMAGE_PIXELS, tf.int64),
+        message=f"image larger than MAX_IMAGE_PIXELS ({MAX_IMAGE_PIXELS} pixels as decoded)",
+    )
+    with tf.control_dependencies([within]):
+        data = tf.identity(data)
 
     def whole():
         # Always decoded as RGB (converted to gray later): libjpeg cannot turn CMYK
@@ -865,11 +1071,57 @@ def _read_rgb(path: tf.Tensor, image_size: int | None = None) -> tf.Tensor:
     return image
 
 
+def _jpeg_ratio_index(height_width: tf.Tensor, image_size: int) -> tf.Tensor:
+    """How many of `JPEG_RATIOS` keep the short side >= image_size: the largest that does."""
+    short_side = tf.reduce_min(height_width)
+    return tf.reduce_sum(tf.cast(short_side // tf.constant(JPEG_RATIOS, short_side.dtype) >= image_size, tf.int32))
+
+
+def _header_pixels(data: tf.Tensor, image_size: int | None) -> tf.Tensor:
+    """Pixels of the image in `data` as it will be decoded, read from its header (0 when unknown).
+
+    PNG, GIF and BMP give their size in fixed bytes of the header; a JPEG's comes from
+    `extract_jpeg_shape`, divided by the scale it is decoded at.
+    """
+    def number(offset, size, big_endian):
+        raw = tf.io.decode_raw(tf.strings.substr(data, offset, size), tf.uint8)
+        raw = tf.cast(tf.pad(raw, [[0, size - tf.shape(raw)[0]]]), tf.int64)
+        weights = tf.constant([256 ** i for i in (range(size - 1, -1, -1) if big_endian else range(size))], tf.int64)
+        return tf.reduce_sum(raw * weights)
+
+    def png():
+        return number(16, 4, True) * number(20, 4, True)
+
+    def gif():
+        return number(6, 2, False) * number(8, 2, False)
+
+    def bmp():
+        height = number(22, 4, False)
+        height = tf.where(height >= 2**31, 2**32 - height, height)  # negative: rows top-down
+        return number(18, 4, False) * height
+
+    def jpeg():
+        height_width = tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64)
+        if not image_size:
+            return tf.reduce_prod(height_width)
+        ratio = tf.gather(tf.constant((1, *JPEG_RATIOS), tf.int64), _jpeg_ratio_index(height_width, image_size))
+        return tf.reduce_prod((height_width + ratio - 1) // ratio)
+
+    head = tf.strings.substr(data, 0, 4)
+    return tf.case(
+        [
+            (tf.equal(head, b"\x89PNG"), png),
+            (tf.equal(tf.strings.substr(head, 0, 3), b"GIF"), gif),
+            (tf.equal(tf.strings.substr(head, 0, 2), b"BM"), bmp),
+            (tf.io.is_jpeg(data), jpeg),
+        ],
+        default=lambda: tf.constant(0, tf.int64),
+    )
+
+
 def _decode_jpeg_at_least(data: tf.Tensor, image_size: int) -> tf.Tensor:
     height_width = tf.image.extract_jpeg_shape(data)[:2]
-    short_side = tf.reduce_min(height_width)
-    # How many of the ratios keep the short side >= image_size: the largest that does.
-    index = tf.reduce_sum(tf.cast(short_side // tf.constant(JPEG_RATIOS) >= image_size, tf.int32))
+    index = _jpeg_ratio_index(height_width, image_size)
     ratios = (1, *JPEG_RATIOS)
     return tf.switch_case(index, [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r) for r in ratios])
 
@@ -923,11 +1175,14 @@ def _decode_files(
 
 def _folder_source(folder: str, image_size: int | None) -> _Source:
     """A folder's image files, after a check of a sample of them (warnings for what it finds)."""
-    paths, others = _list_folder(folder, relative=True)  # relative: shorter strings for millions of files
-    _raise_if_no_images(folder, paths, others)
+    skipped = {}
+    paths, others = _list_folder(folder, relative=True, skipped=skipped)  # relative: shorter strings
+    _raise_if_no_images(folder, paths, others, skipped)
+    _warn_skipped(folder, skipped)
     sample = paths if len(paths) <= SAMPLE_FILES else sorted(random.Random(0).sample(paths, SAMPLE_FILES))
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL
-        results = dict(zip(sample, pool.map(lambda f: _check_image(os.path.join(folder, f), image_size), sample)))
+    # PIL and TensorFlow decode without the GIL
+    checks = _map_in_threads(lambda f: _check_image(os.path.join(folder, f), image_size), sample, min(8, os.cpu_count() or 1))
+    results = dict(zip(sample, checks))
     unreadable = {path: error for path, (error, _, _) in results.items() if error}
     sides = {path: side for path, (error, side, _) in results.items() if not error}
     small = [path for path, side in sides.items() if image_size and side < image_size]
@@ -936,14 +1191,15 @@ def _folder_source(folder: str, image_size: int | None) -> _Source:
         else f"{len(sample)} image files checked of the {len(paths)}"
     )
     if len(unreadable) == len(sample):
-        examples = "; ".join(f"{os.path.basename(p)} ({r})" for p, r in list(unreadable.items())[:3])
+        examples = "; ".join(f"{printable(os.path.basename(p))} ({r})" for p, r in list(unreadable.items())[:3])
         raise ValueError(
-            f"None of the {checked} in folder {folder!r} can be read: {examples}. "
-            "They are empty, truncated or not images; replace them with valid PNG or JPEG files."
+            f"None of the {checked} in folder {folder!r} can be read: {examples}. They are empty, "
+            "truncated, not images or in a format TensorFlow cannot decode; replace them with valid PNG "
+            "or JPEG files."
         )
     paths = [path for path in paths if path not in unreadable]
     if unreadable:
-        examples = "; ".join(f"{p} ({r})" for p, r in list(unreadable.items())[:5])
+        examples = "; ".join(f"{printable(p)} ({r})" for p, r in list(unreadable.items())[:5])
         rest = (
             f"Training uses the other {len(paths)}" if len(sample) == len(paths) + len(unreadable)
             else "The other files are checked as they are read (failures are skipped and logged)"
@@ -954,8 +1210,17 @@ def _folder_source(folder: str, image_size: int | None) -> _Source:
             "silence this warning (dcgan_keras.data.scan_image_folder lists them all).",
             stacklevel=4,
         )
+    rotated = sorted(path for path, (error, _, mode) in results.items() if not error and "EXIF" in mode)
+    if rotated:
+        warnings.warn(
+            f"{len(rotated)} of the {checked} in {folder!r} carry an EXIF orientation (e.g. "
+            f"{printable(rotated[0])}: {results[rotated[0]][2].split()[-1]}); training reads pixels as stored, so "
+            "they are trained rotated or mirrored from how viewers show them. Apply the rotation first "
+            "(PIL.ImageOps.exif_transpose, then save) to train them upright.",
+            stacklevel=4,
+        )
     if others:
-        examples = ", ".join(others[:5])
+        examples = ", ".join(printable(p) for p in others[:5])
         warnings.warn(
             f"Ignored {len(others)} file(s) in {folder!r} without an image extension "
             f"({', '.join(IMAGE_EXTENSIONS)}): {examples}.",
@@ -973,14 +1238,26 @@ def _folder_source(folder: str, image_size: int | None) -> _Source:
         )
     # The paths live in one tensor; epochs shuffle their indices (8 bytes each, not
     # a copy of every path per epoch) and each read looks its path up.
-    names = tf.convert_to_tensor(np.array(paths, dtype=object))  # 10x faster than from a list
-    root = os.path.join(folder, "")
+    # As bytes: a name that is not UTF-8 is read as it is on disk.
+    names = tf.convert_to_tensor(np.array([os.fsencode(p) for p in paths], dtype=object))  # 10x faster than from a list
+    root = os.fsencode(os.path.join(folder, ""))
     # JPEGs are decoded at reduced scale where they are at least twice image_size. When
     # no image of the sample is, the per-file choice (a header read, a cond and a switch)
     # is left out: a larger file outside the sample is then decoded whole (slower, the
     # same image).
     reduce = image_size if image_size and max(sides.values()) >= 2 * image_size else None
+    def fingerprint():
+        stats = []
+        for path in paths:
+            try:
+                info = os.stat(os.path.join(folder, path))
+                stats.append((os.fsencode(path).hex(), info.st_size, info.st_mtime_ns))
+            except OSError:
+                stats.append((os.fsencode(path).hex(), -1, -1))
+        return _digest([os.path.abspath(folder), stats])
+
     return _Source(
+        fingerprint=fingerprint,
         elements=None,
         table=np.arange(len(paths), dtype=np.int64),
         count=len(paths),
@@ -1005,6 +1282,7 @@ def _tfds_source(spec: str, data_dir: str | None) -> _Source:
             f"Received: source='tfds:{spec}'"
         )
     return _Source(
+        fingerprint=lambda: _digest([name, split, size, data_dir]),
         elements=ds,
         count=size,
         load=lambda image: image,

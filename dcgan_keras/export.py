@@ -341,8 +341,15 @@ class SavedModelGenerator:
                 f"No SavedModel at {self.path!r} (no saved_model.pb). Pass a version "
                 "folder such as saved_models/NAME/1, written by `train` or `export`."
             )
-        self._loaded = tf.saved_model.load(self.path)
-        self._serve = self._loaded.signatures["serving_default"]
+        self._loaded = _load_saved_model(self.path)
+        signatures = self._loaded.signatures
+        serve = signatures["serving_default"] if "serving_default" in signatures else None
+        if (
+            serve is None or "z" not in serve.structured_input_signature[1]
+            or "images" not in serve.structured_outputs
+        ):
+            raise ValueError(_foreign(self.path, signatures))
+        self._serve = serve
         spec = self._serve.structured_input_signature[1]["z"]
         self.latent_dim = int(spec.shape[-1])
         self.input_shape = (None, self.latent_dim)
@@ -369,6 +376,32 @@ class SavedModelGenerator:
         return np.concatenate([self(z[i : i + batch_size]).numpy() for i in range(0, len(z), batch_size)])
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+
+
+def _load_saved_model(path: str):
+    """`tf.saved_model.load(path)`, with one clear error for a damaged or incomplete SavedModel."""
+    try:
+        return tf.saved_model.load(path)
+    except Exception as error:  # TF raises OSError, IndexError, ValueError, OpError, ... for damage
+        missing = "" if os.path.isdir(os.path.join(path, "variables")) else " Its variables/ folder is missing."
+        raise ValueError(
+            f"The SavedModel at {path!r} cannot be loaded ({_first_line(error)}); it is damaged or incomplete "
+            f"(e.g. a truncated saved_model.pb or variables file, or a partial copy).{missing} Export it again "
+            "from its checkpoint: python -m dcgan_keras export --checkpoint RUN/ckpt.keras --name NAME."
+        ) from None
+
+
+def _foreign(path: str, signatures) -> str:
+    return (
+        f"The SavedModel at {path!r} is not a generator exported by dcgan_keras: it has no 'serving_default' "
+        f"signature taking 'z' and giving 'images' (its signatures: {sorted(signatures) or 'none'}). Pass a "
+        "version folder written by `train` or `export`, e.g. saved_models/NAME/1."
+    )
+
+
 def check_latent(shape, latent_dim: int, where: str) -> None:
     """Raises a clear error when z of `shape` does not fit a generator of `latent_dim`."""
     if len(shape) != 2 or (shape[-1] is not None and shape[-1] != latent_dim):
@@ -392,7 +425,17 @@ def load_checkpoint(path, compile: bool = True) -> keras.Model:
         )
     import dcgan_keras.gan  # noqa: F401  (registers the classes)
 
-    return keras.models.load_model(path, compile=compile, safe_mode=True)
+    try:
+        return keras.models.load_model(path, compile=compile, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a damaged or foreign archive
+        if "safe_mode" in str(error):
+            raise
+        raise ValueError(
+            f"{path!r} cannot be loaded as a checkpoint ({_first_line(error)}). It is damaged, or was "
+            "written by other code (another Keras version or a model of classes this package does not "
+            "define). Use a checkpoint written by training (runs/NAME/ckpt.keras), or `train --resume` from "
+            "the run's backup."
+        ) from None
 
 
 def load_sampler(path):
@@ -407,7 +450,10 @@ def load_sampler(path):
             f"No SavedModel at {path!r} (no saved_model.pb). Pass a version folder such as "
             "saved_models/NAME/1, written by `train` or `export`."
         )
-    loaded = tf.saved_model.load(path)
+    loaded = _load_saved_model(path)
+    serve = loaded.signatures["serving_default"] if "serving_default" in loaded.signatures else None
+    if serve is None or "z" not in serve.structured_input_signature[1]:
+        raise ValueError(_foreign(path, loaded.signatures))
     if "sample" not in loaded.signatures:
         raise ValueError(
             f"The SavedModel at {path!r} has no 'sample' signature (it has {sorted(loaded.signatures)}); "
@@ -437,6 +483,13 @@ def load_generator(path, latent_dim: int | None = None, image_shape=None):
     """
     path = os.fspath(path)
     generator = _as_generator(load_checkpoint(path)) if path.endswith(".keras") else SavedModelGenerator(path)
+    shapes = (tuple(generator.input_shape), tuple(generator.output_shape))
+    if len(shapes[0]) != 2 or len(shapes[1]) != 4 or shapes[1][-1] not in (1, 3):
+        raise ValueError(
+            f"The model in {path!r} is not an image generator: it takes inputs of shape {shapes[0]} and gives "
+            f"{shapes[1]}, where a generator takes z (batch, latent_dim) and gives images (batch, height, "
+            "width, 1 or 3). Pass a checkpoint written by training or an exported version folder."
+        )
     have_latent, have_shape = int(generator.input_shape[-1]), tuple(generator.output_shape[1:])
     if latent_dim is not None and have_latent != latent_dim:
         raise ValueError(

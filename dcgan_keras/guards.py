@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import numpy as np
 
@@ -50,6 +51,51 @@ class TrainingDiverged(RuntimeError):
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Training was stopped by Ctrl-C (SIGINT) or SIGTERM between two steps."""
+
+
+class DataRanOut(RuntimeError):
+    """An epoch yielded fewer batches than announced: the images could not be read."""
+
+
+class EpochLengthGuard(keras.callbacks.Callback):
+    """Stops training when an epoch ends with fewer batches than `fit` announced.
+
+    A dataset of a known length (`make_dataset`) runs short only when its files
+    stop decoding (e.g. every image is in a format TensorFlow cannot read); Keras
+    itself only warns "Your input ran out of data" and goes on, so a run would
+    "finish" without training. Place it first: it raises `DataRanOut` from the
+    epoch's end, before any checkpoint or backup of that epoch is written.
+
+    Args:
+        dataset: the training dataset, to name the files that failed
+            (`make_dataset` records them); optional.
+    """
+
+    def __init__(self, dataset=None):
+        super().__init__()
+        self.failures = getattr(dataset, "unreadable_files", None)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches = batch + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        expected = (self.params or {}).get("steps")
+        if expected and self._batches < expected:
+            failed = list(getattr(self.failures, "paths", []) or [])
+            named = (
+                f" {len(failed)} file(s) failed to decode while reading, e.g. "
+                + ", ".join(os.path.basename(p) for p in failed[:5]) + "." if failed else ""
+            )
+            raise DataRanOut(
+                f"The data ran out in epoch {epoch + 1} after {self._batches} of {expected} batches, so "
+                f"this epoch was not trained on.{named} The images cannot be read (corrupt, or in a format "
+                "TensorFlow cannot decode, such as TIFF or AVIF under a .jpg or .png name): convert them "
+                "to PNG or JPEG (dcgan_keras.data.scan_image_folder lists them). Nothing of this epoch "
+                "was saved and no generator was exported."
+            )
 
 
 def _all_finite(variables) -> bool:
@@ -124,23 +170,51 @@ class RunBackup(keras.callbacks.Callback):
         with atomic_path(os.path.join(self.backup_dir, name)) as tmp:
             self.model.save_weights(tmp, overwrite=True)
         seed = getattr(self.model, "seed_generator", None)
+        try:
+            previous = _read_state(self.backup_dir)
+        except ValueError:
+            previous = None
+        if previous:
+            previous.pop("previous", None)
         state = {
             "epoch": epoch + 1,
             "weights": name,
             "seed_state": None if seed is None else np.asarray(seed.state.numpy()).tolist(),
+            "previous": previous,  # restored when this epoch's weights file cannot be read
         }
         atomic_write_json(os.path.join(self.backup_dir, self.STATE), state)
         for old in sorted(glob.glob(os.path.join(self.backup_dir, "epoch_*.weights.h5")))[: -self.keep]:
             os.remove(old)
 
 
-def read_backup(backup_dir) -> dict | None:
-    """The state of the newest complete backup in `backup_dir`, or `None` when there is none."""
+def _read_state(backup_dir) -> dict | None:
+    """`backup_dir/state.json`, or `None` when there is none; a ValueError naming it when it is damaged."""
     path = os.path.join(os.fspath(backup_dir), RunBackup.STATE)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        state = json.load(f)
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        int(state["epoch"]), str(state["weights"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"The backup record {path!r} cannot be read ({type(error).__name__}: {error}); it was damaged "
+            "(e.g. truncated). The finished epochs' weights are beside it, but not which one to continue "
+            "from: restore the file from a copy, or start the run again with --overwrite (overwrite=True), "
+            "or in another run_dir."
+        ) from None
+    return state
+
+
+def read_backup(backup_dir) -> dict | None:
+    """The state of the newest complete backup in `backup_dir`, or `None` when there is none.
+
+    Raises:
+        ValueError: when `state.json` is damaged (names the file and what to do).
+    """
+    state = _read_state(backup_dir)
+    if state is None:
+        return None
     if not os.path.exists(os.path.join(os.fspath(backup_dir), state["weights"])):
         raise FileNotFoundError(
             f"The backup in {os.fspath(backup_dir)!r} names {state['weights']}, which is missing. "
@@ -159,7 +233,34 @@ def restore_backup(model: keras.Model, backup_dir) -> int:
     state = read_backup(backup_dir)
     if state is None:
         return 0
-    model.load_weights(os.path.join(os.fspath(backup_dir), state["weights"]))
+    backup_dir = os.fspath(backup_dir)
+    try:
+        model.load_weights(os.path.join(backup_dir, state["weights"]))
+    except (ValueError, KeyError) as error:  # other shapes: the model was built with other settings
+        raise ValueError(
+            f"The backup in {backup_dir!r} does not fit this model ({_first_line(error)}): the run was "
+            "made with other settings. Resume with the run's own settings (its config.json), or start a "
+            "new run in another run_dir."
+        ) from None
+    except OSError as error:  # truncated or damaged HDF5: fall back to the epoch before
+        previous = state.get("previous")
+        if not previous:  # a backup from before state.json kept its previous epoch: the older weights file
+            older = sorted(glob.glob(os.path.join(glob.escape(backup_dir), "epoch_*.weights.h5")))
+            older = [os.path.basename(f) for f in older if os.path.basename(f) < state["weights"]]
+            if older:
+                previous = {"epoch": int(older[-1][len("epoch_"):-len(".weights.h5")]), "weights": older[-1]}
+        if not previous or not os.path.exists(os.path.join(backup_dir, previous["weights"])):
+            raise ValueError(
+                f"The backup weights {os.path.join(backup_dir, state['weights'])!r} cannot be read "
+                f"({_first_line(error)}) and no earlier epoch's backup is kept. Start the run again with "
+                "--overwrite (overwrite=True), or in another run_dir."
+            ) from None
+        logger.warning(
+            "The newest backup weights %s cannot be read (%s); resuming from the epoch before, %d, "
+            "whose backup is kept for this.", state["weights"], _first_line(error), previous["epoch"],
+        )
+        model.load_weights(os.path.join(backup_dir, previous["weights"]))
+        state = previous
     seed = getattr(model, "seed_generator", None)
     if seed is not None and state.get("seed_state") is not None:
         seed.state.assign(np.asarray(state["seed_state"], dtype=seed.state.dtype))
@@ -239,6 +340,11 @@ class DivergenceGuard(keras.callbacks.Callback):
             )
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+
+
 def _iterations(model) -> int:
     """Steps taken so far (a DCGAN counts them in its generator's optimizer)."""
     optimizer = getattr(model, "g_optimizer", None) or getattr(model, "optimizer", None)
@@ -254,27 +360,87 @@ class GracefulInterrupt(keras.callbacks.Callback):
     the epoch's saves are skipped and the last finished epoch's checkpoint
     and backup stay complete. A second Ctrl-C stops at once. Outside the
     main thread (where Python cannot handle signals) it does nothing.
+
+    The main thread may be stuck where Python cannot run a handler (a step
+    waiting for a file read that blocks, e.g. on a hung network mount). A
+    watchdog thread sees every signal too (`signal.set_wakeup_fd`): after a
+    second signal, or `hard_stop_seconds` after a SIGTERM, if the process is
+    still running it ends it (`os._exit`, exit code 128 + the signal). Every
+    file is written atomically, so the last finished epoch is kept.
+
+    Args:
+        hard_stop_seconds: how long a stop may take before the process is ended.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self):
+    def __init__(self, hard_stop_seconds: float = 5.0):
         super().__init__()
         self.requested: str | None = None
+        self.hard_stop_seconds = hard_stop_seconds
         self._previous: dict = {}
         self._epoch, self._step = 0, 0
+        self._wakeup = None
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
+            self._start_watchdog()
         return self
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
+        self._stop_watchdog()
         return False
+
+    def _start_watchdog(self):
+        import socket
+
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        try:
+            old_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        except ValueError:  # not the main thread
+            reader.close(), writer.close()
+            return
+        self._wakeup = (reader, writer, old_fd, threading.Event())
+        threading.Thread(target=self._watch, args=self._wakeup, daemon=True, name="GracefulInterrupt").start()
+
+    def _stop_watchdog(self):
+        if self._wakeup is None:
+            return
+        reader, writer, old_fd, stopped = self._wakeup
+        self._wakeup = None
+        stopped.set()
+        signal.set_wakeup_fd(old_fd)
+        writer.close()  # wakes the watchdog up: it closes `reader`
+
+    def _watch(self, reader, writer, old_fd, stopped):
+        signals, deadline = [], None
+        while not stopped.is_set():
+            reader.settimeout(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            try:
+                data = reader.recv(64)
+            except TimeoutError:
+                data = None
+            except OSError:
+                break
+            if data == b"":  # closed: the `with` block ended
+                break
+            signals.extend(number for number in data or b"" if number in self.SIGNALS)
+            if deadline is None and (len(signals) >= 2 or signal.SIGTERM in signals):
+                deadline = time.monotonic() + self.hard_stop_seconds
+            if deadline is not None and time.monotonic() >= deadline and not stopped.is_set():
+                print(
+                    f"\n{signal.Signals(signals[-1]).name}: the running step did not stop in time (a read or "
+                    "write may be blocked); ending the process. The last finished epoch is saved; continue "
+                    "with --resume.", file=sys.stderr, flush=True,
+                )
+                os._exit(128 + signals[-1])
+        reader.close()
 
     def _handle(self, signum, frame):
         if self.requested:  # a second signal: stop now

@@ -19,7 +19,7 @@ from dcgan_keras.config import DEFAULT_EPOCHS, KEEP_BEST_METRICS, Config
 from dcgan_keras.data import input_shard, make_dataset
 from dcgan_keras.discriminator_wins import DiscriminatorWinsWarning
 from dcgan_keras.export import export_generator, load_checkpoint
-from dcgan_keras.files import atomic_write_json
+from dcgan_keras.files import atomic_write_json, check_writable, locked_folder
 from dcgan_keras.distribute import get_strategy, is_chief, worker_task
 from dcgan_keras.epoch_log import progress_for
 from dcgan_keras.gan import DCGAN
@@ -27,8 +27,8 @@ from dcgan_keras.judge import judge_context, real_digits
 from dcgan_keras.keep_best import KeepBest
 from dcgan_keras.metrics import discriminator_features, fid, frechet_metric, inception_features
 from dcgan_keras.guards import (
-    AtomicCheckpoint, DivergenceGuard, GracefulInterrupt, ModeCollapseGuard, RunBackup, TrainingInterrupted,
-    read_backup, restore_backup,
+    AtomicCheckpoint, DivergenceGuard, EpochLengthGuard, GracefulInterrupt, ModeCollapseGuard, RunBackup,
+    TrainingInterrupted, read_backup, restore_backup,
 )
 
 
@@ -47,8 +47,20 @@ def _check_run_dir(run_dir: str, record: dict, resume: bool, overwrite: bool) ->
         return []
     old = None
     if os.path.exists(config_path):
-        with open(config_path) as f:
-            old = json.load(f)
+        try:
+            with open(config_path) as f:
+                old = json.load(f)
+            if not isinstance(old, dict):
+                raise ValueError(f"a JSON {type(old).__name__}, not an object")
+        except (OSError, ValueError) as error:
+            if not resume:  # overwrite replaces it unread; without overwrite the run is refused below
+                old = None
+            else:
+                raise ValueError(
+                    f"The run record {config_path!r} cannot be read ({type(error).__name__}: {error}); it was "
+                    "damaged (e.g. truncated). To continue the run, restore the file, or delete it to resume "
+                    "without the check of settings; to start again, pass overwrite=True (--overwrite)."
+                ) from None
     if resume:
         if old is None:
             return []  # nothing to compare with; the backup check follows
@@ -184,6 +196,14 @@ def train(
     """
     if epochs < 1:
         raise ValueError(f"epochs must be a positive integer. Received: epochs={epochs}")
+    for name, value in (("sample_every", sample_every), ("evaluate_every", evaluate_every)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive number of epochs. Received: {name}={value!r}")
+    if resume and overwrite:
+        raise ValueError(
+            "resume and overwrite exclude each other: resume continues the run in run_dir, overwrite "
+            "replaces it. Pass one of them. Received: resume=True, overwrite=True"
+        )
     if keep_best is not None and keep_best not in KEEP_BEST_METRICS:
         raise ValueError(
             f"keep_best must be one of {', '.join(KEEP_BEST_METRICS)} (or None to export the last "
@@ -191,6 +211,12 @@ def train(
         )
     strategy = get_strategy(strategy)  # first: multi-worker must start before other TF work
     run_dir, export_dir = _worker_dirs(os.fspath(run_dir), export_dir, strategy)
+    # The places written to are checked before the long work, not after it.
+    check_writable(run_dir, "--run-dir")
+    if export_dir:
+        check_writable(export_dir, "--export-dir")
+    if isinstance(cache, (str, os.PathLike)) and os.fspath(cache) not in ("auto", "memory", "off"):
+        check_writable(os.path.dirname(os.path.abspath(os.fspath(cache))), "--cache")
     record = _run_record(config, dataset)
     replaced = _check_run_dir(run_dir, record, resume, overwrite)
     backup = _backup_to_resume(run_dir, epochs) if resume else None
@@ -203,9 +229,6 @@ def train(
         cache=cache, shard=input_shard(strategy),
     )
     gan = _build_model(config, strategy)
-
-    # Data and model are ready: only now is anything in run_dir replaced or written.
-    _prepare_run_dir(run_dir, replaced, {**record, "epochs": epochs})
     initial_epoch = restore_backup(gan, os.path.join(run_dir, "backup")) if resume else 0
     interrupt = GracefulInterrupt()
     best = []
@@ -217,17 +240,33 @@ def train(
             seed=config.seed, data_dir=data_dir, cache="off",
         )
         best = _keep_best_callbacks(keep_best, evaluate_every, gan, reference, config, run_dir)
-    all_callbacks = _run_callbacks(
+    all_callbacks = [EpochLengthGuard(ds), *_run_callbacks(
         config, run_dir, interrupt, [*(callbacks or []), *best], initial_epoch if resume else None,
         sample_every, tensorboard,
-    )
+    )]
     history_csv = os.path.join(run_dir, "history.csv")
     if best and resume and os.path.exists(history_csv):  # the best epoch so far, of the backed-up epochs
         best[-1].restore(read_history_csv(history_csv))
-    history, seconds, steps = _fit(gan, ds, epochs, initial_epoch, all_callbacks, verbose, interrupt, run_dir)
-    exported = gan
-    if best and best[-1].best_epoch:
-        exported = load_checkpoint(best[-1].path)
+
+    # Data, model, backup and callbacks are ready: only now is anything in run_dir replaced
+    # or written, by one process at a time.
+    with locked_folder(run_dir, "a training run"):
+        if _check_run_dir(run_dir, record, resume, overwrite) != replaced:  # changed while we got ready
+            raise FileExistsError(f"{run_dir!r} was changed by another process while this run got ready; nothing was changed.")
+        _prepare_run_dir(run_dir, replaced, {**record, "epochs": epochs})
+        history, seconds, steps = _fit(gan, ds, epochs, initial_epoch, all_callbacks, verbose, interrupt, run_dir)
+        if steps < 1:  # never export a generator that did not train
+            raise RuntimeError(
+                f"No training step ran (epochs {initial_epoch + 1} to {epochs}), so no generator was exported. "
+                f"Check the data source. Received: dataset={record['dataset']!r}"
+            )
+        exported = gan
+        if best and best[-1].best_epoch:
+            exported = load_checkpoint(best[-1].path)
+        export = None
+        if export_dir:
+            with locked_folder(export_dir, "an export", wait=True):  # one export at a time picks a version
+                export = export_generator(exported, export_dir)
     return {
         "history": history.history,
         "seconds": seconds,
@@ -235,7 +274,7 @@ def train(
         "images_per_second": steps * config.batch_size / seconds,
         "run_dir": run_dir,
         "checkpoint": os.path.join(run_dir, "ckpt.keras"),
-        "export": export_generator(exported, export_dir) if export_dir else None,
+        "export": export,
         "best_epoch": best[-1].best_epoch if best else None,
         "model": gan,
     }
@@ -278,7 +317,8 @@ def _backup_to_resume(run_dir: str, epochs: int) -> dict | None:
     elif backup["epoch"] >= epochs:
         raise ValueError(
             f"The run in {run_dir!r} has already finished {backup['epoch']} epochs; ask for more "
-            f"epochs to extend it. Received: epochs={epochs}"
+            f"epochs to extend it. (To export its generator as it is: python -m dcgan_keras export "
+            f"--checkpoint {os.path.join(run_dir, 'ckpt.keras')} --name NAME.) Received: epochs={epochs}"
         )
     return backup
 

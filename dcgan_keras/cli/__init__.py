@@ -22,6 +22,7 @@ sub-command that needs no TensorFlow says so with
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from dcgan_keras.cli import _quiet
@@ -60,6 +61,22 @@ def _show_defaults(parser: argparse.ArgumentParser) -> None:
             action.help += " (default: %(default)s)"
 
 
+# What to do about an OSError, by its errno.
+_OS_HINTS = {
+    errno.ENOSPC: "The disk is full: free some space, then run the command again (a training run continues "
+                  "from its last finished epoch with --resume).",
+    errno.EROFS: "The file system is read-only: choose a writable folder.",
+    errno.EACCES: "Permission denied: choose a folder this user can write, or fix its permissions.",
+    errno.EDQUOT: "The disk quota is exceeded: free some space, then run the command again.",
+}
+
+
+def _tensorflow_error(error: BaseException) -> bool:
+    """Whether `error` is one of TensorFlow's (`tf.errors.OpError`), without importing TensorFlow."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(error, tf.errors.OpError)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "needs_tensorflow", True) and not _quiet.verbose_requested(args.verbose):
@@ -69,6 +86,16 @@ def main(argv=None) -> int:
     except (ValueError, RuntimeError, FileExistsError, FileNotFoundError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # full or read-only disk, permissions, a damaged file
+        hint = _OS_HINTS.get(error.errno, "")
+        print(f"error: {error}. {hint}".rstrip(), file=sys.stderr)
+        return 1
+    except Exception as error:
+        if not _tensorflow_error(error):
+            raise
+        text = str(error).strip().splitlines()
+        print(f"error: {type(error).__name__}: {text[0] if text else ''}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as stop:  # Ctrl-C; training stops cleanly (TrainingInterrupted)
         print(f"stopped: {stop}" if str(stop) else "stopped", file=sys.stderr)
         return 130

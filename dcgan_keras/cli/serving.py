@@ -82,9 +82,12 @@ def _run_export(args) -> int:
         return 0
     trained_in = computes_in_16_bits(generator)
     kept = bool(trained_in) and args.keep_precision
-    path = export_generator(
-        generator, os.path.join(args.export_root, name), version=args.version, keep_precision=args.keep_precision
-    )
+    from dcgan_keras.files import locked_folder
+
+    with locked_folder(os.path.join(args.export_root, name), "an export", wait=True):  # one export picks a version at a time
+        path = export_generator(
+            generator, os.path.join(args.export_root, name), version=args.version, keep_precision=args.keep_precision
+        )
     summary = {
         "export": path,
         "signatures": ["serving_default", "sample", "latent", "png"],
