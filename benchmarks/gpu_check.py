@@ -47,7 +47,6 @@ import statistics
 import tempfile
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -58,7 +57,8 @@ for _gpu in GPUS:
     tf.config.experimental.set_memory_growth(_gpu, True)  # leave memory for PyTorch's rows
 _VISIBLE = os.environ.get("CUDA_VISIBLE_DEVICES")
 
-import dcgan_keras as dk  # noqa: E402
+import dcgan_keras as dk  # noqa: E402  (first: it selects Keras' TensorFlow backend)
+import keras  # noqa: E402
 from dcgan_keras.distribute import step_uses_xla  # noqa: E402
 from serving_throughput import serving_rate  # noqa: E402
 from train_throughput import keras_round, pipeline_rate, torch_rounds, train_flops_per_image  # noqa: E402
@@ -199,6 +199,8 @@ def time_rounds(rows: list[dict], repeats: int, budget: Budget) -> None:
             break
         for row in live:
             row["rates"].append(row["round"]())
+    for row in live:
+        row["round"] = None  # frees the group's models before the next group's are built
 
 
 def percent(value: float, peak: float | None) -> str:
@@ -214,7 +216,7 @@ def print_train_table(rows: list[dict], peaks) -> None:
         if row.get("rates"):
             rate = statistics.median(row["rates"])
             tflops = rate * row["flops"] / 1e12
-            cells += [f"{rate:.0f}", f"{tflops:.2f}", percent(tflops, peaks[0]), percent(tflops, peaks[1])]
+            cells += [f"{rate:.0f}", f"{tflops:.3g}", percent(tflops, peaks[0]), percent(tflops, peaks[1])]
         else:
             cells += [row["why"] or "skipped: past --budget-s", "-", "-", "-"]
         print("| " + " | ".join(map(str, cells)) + " |", flush=True)
@@ -258,10 +260,10 @@ def main(argv=None) -> None:
         folder = write_digit_jpegs(os.path.join(tmp, "jpegs"), size["files"], base.image_size)
         input_config = base.replace(batch_size=size["batches"][0])
         print(f"\n| input ({size['files']} JPEGs, batch {input_config.batch_size}) | img/s |\n| --- | --- |")
+        input_rates = {}
         for label, cache in (("folder, decoded every epoch (cache off)", "off"), ("folder, from the memory cache", "memory")):
-            rate = attempt(budget, lambda cache=cache: pipeline_rate(input_config, folder, cache))
+            rate = input_rates[cache] = attempt(budget, lambda cache=cache: pipeline_rate(input_config, folder, cache))
             print(f"| {label} | {rate if isinstance(rate, str) else f'{rate:.0f}'} |", flush=True)
-        decode_rate = rate if not isinstance(rate, str) else None
 
         z = dk.latent_vectors(size["serve_batch"], base.latent_dim, seed=0)
         serve = attempt(budget, lambda: serving_rate(dk.export_generator(dk.build_generator(base), tmp), z, repeats))
@@ -277,9 +279,9 @@ def main(argv=None) -> None:
             rows += group
     print_train_table(rows, peaks)
     keras_rates = [statistics.median(r["rates"]) for r in rows if r.get("rates") and r["trainer"] == "keras"]
-    if keras_rates and decode_rate:
+    if keras_rates and not isinstance(input_rates["off"], str):
         print(f"\nFastest keras row {max(keras_rates):.0f} img/s; decoding JPEGs feeds "
-              f"{decode_rate / max(keras_rates):.2f}x that on this machine's cores.")
+              f"{input_rates['off'] / max(keras_rates):.2f}x that on this machine's cores.")
     print(f"Finished in {budget.elapsed():.0f} s.")
 
 
