@@ -113,8 +113,10 @@ def peak_gflops(dtype, n=2048, seconds=2.0):
     return count * 2 * n**3 / (time.perf_counter() - start) / 1e9
 
 
-def pipeline_rate(config):
-    ds = dk.make_dataset("digits", image_size=config.image_size, channels=config.channels, batch_size=config.batch_size)
+def pipeline_rate(config, source="digits", cache="auto"):
+    """Images/s of `make_dataset(source)` batches over three epochs, after a first one (which fills the cache)."""
+    ds = dk.make_dataset(source, image_size=config.image_size, channels=config.channels, batch_size=config.batch_size,
+                         cache=cache)
     for _ in ds:  # fill the cache
         pass
     start, n = time.perf_counter(), 0
@@ -146,18 +148,24 @@ def serving_rate(gan, repeats):
 TORCH_VARIANTS = {"default": ("contiguous", False), "channels_last": ("channels_last", False), "same_work": ("contiguous", True)}
 
 
-def torch_rounds(config, steps):
-    """The pytorch/examples DCGAN step, warmed up, in each of `TORCH_VARIANTS`.
+def torch_rounds(config, steps, device="cpu", variants=tuple(TORCH_VARIANTS)):
+    """The pytorch/examples DCGAN step, warmed up, in each of `variants` (of `TORCH_VARIANTS`).
 
-    Returns {variant: (one_round, inference_rate)} where one_round() times `steps`
-    training steps in images/s and inference_rate is G in eval mode at batch 256;
-    None without torch.
+    Runs on `device` ("cpu" or "cuda"), under `torch.autocast` in bfloat16 or
+    float16 as `config.precision` says (float16 with a `GradScaler`, as Keras'
+    loss scaling). Returns {variant: (one_round, inference_rate)} where one_round()
+    times `steps` training steps in images/s and inference_rate is G in eval mode
+    at batch 256; None without torch.
     """
     try:
         import torch
         from torch import nn
     except ImportError:
         return None
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True  # as pytorch/examples' dcgan
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    half = {"mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}.get(config.precision)
     nz, ngf, nc, size = config.latent_dim, config.base_width, config.channels, config.image_size
     stages = int(np.log2(size // 4))
 
@@ -180,53 +188,56 @@ def torch_rounds(config, steps):
         return nn.Sequential(*layers, nn.Conv2d(cin, 1, 4, 1, 0, bias=False), nn.Flatten())
 
     results = {}
-    for variant, (fmt, freeze_d) in TORCH_VARIANTS.items():
+    for variant in variants:
+        fmt, freeze_d = TORCH_VARIANTS[variant]
         G, D = generator(), discriminator()
         memory = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
-        G, D = G.to(memory_format=memory), D.to(memory_format=memory)
+        G, D = G.to(device, memory_format=memory), D.to(device, memory_format=memory)
         opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
         bce = nn.BCEWithLogitsLoss()
-        real = torch.rand(config.batch_size, nc, size, size).mul(2).sub(1).to(memory_format=memory)
-        ones, zeros = torch.ones(config.batch_size, 1), torch.zeros(config.batch_size, 1)
-
-        autocast = (
-            (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if config.precision == "mixed_bfloat16"
-            else contextlib.nullcontext
-        )
+        real = torch.rand(config.batch_size, nc, size, size, device=device).mul(2).sub(1).to(memory_format=memory)
+        ones, zeros = torch.ones(config.batch_size, 1, device=device), torch.zeros(config.batch_size, 1, device=device)
+        autocast = (lambda: torch.autocast(device, dtype=half)) if half else contextlib.nullcontext
+        scaler = torch.amp.GradScaler(device, enabled=half == torch.float16)  # off: a pass-through
 
         def step(freeze_d=freeze_d):
-            z = torch.randn(config.batch_size, nz, 1, 1)
+            z = torch.randn(config.batch_size, nz, 1, 1, device=device)
             with autocast():
                 fake = G(z)
                 d_loss = bce(D(real).float(), ones) + bce(D(fake.detach()).float(), zeros)
             opt_d.zero_grad()
-            d_loss.backward()
-            opt_d.step()
+            scaler.scale(d_loss).backward()
+            scaler.step(opt_d)
             D.requires_grad_(not freeze_d)
             with autocast():
                 g_loss = bce(D(fake).float(), ones)
             opt_g.zero_grad()
-            g_loss.backward()
+            scaler.scale(g_loss).backward()
             D.requires_grad_(True)
-            opt_g.step()
+            scaler.step(opt_g)
+            scaler.update()
 
         for _ in range(3):
             step()
 
         def one_round(step=step):
+            sync()
             start = time.perf_counter()
             for _ in range(steps):
                 step()
+            sync()
             return steps * config.batch_size / (time.perf_counter() - start)
 
         G.eval()
         with torch.no_grad(), autocast():
-            z = torch.randn(256, nz, 1, 1)
+            z = torch.randn(256, nz, 1, 1, device=device)
             G(z)
+            sync()
             start = time.perf_counter()
             for _ in range(5):
                 G(z)
+            sync()
             inference = 5 * 256 / (time.perf_counter() - start)
         G.train()
         results[variant] = (one_round, inference)

@@ -157,6 +157,11 @@ class Config:
             (faster training; the same function and weights). False builds
             them from Keras' own `Conv2D`, `Conv2DTranspose` and
             `BatchNormalization`.
+        jit_compile: compile the training step with XLA: "auto" (Keras'
+            rule: on where a GPU is visible, off on a CPU alone and off under
+            any `tf.distribute` strategy, even of one device), True or False.
+            True is kept under a strategy of one replica; under several it is
+            refused (`DCGAN.compile`), as Keras cannot run it there.
         augment: a DiffAugment policy applied alike to the real and fake
             images the discriminator sees, e.g. "translation,cutout"
             (`dcgan_keras.augment`); `None` = off, as in the paper.
@@ -203,6 +208,7 @@ class Config:
     r1_gamma: float = 0.0
     r1_every: int = 1
     fast_layers: bool = True
+    jit_compile: bool | str = "auto"
 
     def __post_init__(self):
         if self.image_size not in SUPPORTED_IMAGE_SIZES:
@@ -262,6 +268,11 @@ class Config:
                 f"one for this machine). Received: precision={self.precision!r}"
             )
         check_augmentation(self.augment, self.augment_target)
+        if not (isinstance(self.jit_compile, bool) or self.jit_compile == "auto"):
+            raise ValueError(
+                "jit_compile must be 'auto' (Keras' choice), True (XLA) or False. "
+                f"Received: jit_compile={self.jit_compile!r}"
+            )
         for name in ("sync_batch_norm", "fast_layers"):
             value = getattr(self, name)
             if not isinstance(value, bool):

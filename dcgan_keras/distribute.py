@@ -192,3 +192,26 @@ def multi_worker_step(train_step):
         return {name: tf.reshape(value, [1]) for name, value in logs.items()}
 
     return step
+
+
+def step_uses_xla(model) -> bool | None:
+    """Whether the training step that `fit` traced for `model` is compiled with XLA.
+
+    Reads the traced graph (the `_XlaMustCompile` mark that `jit_compile=True` leaves on
+    the step's function): what runs, where `model.jit_compile` says what was resolved at
+    `compile`. Keras' "auto" turns XLA off under any `tf.distribute` strategy, even of one
+    device (keras-team/keras#18716); `compile(jit_compile=True)` keeps it there.
+
+    Args:
+        model: a compiled Keras model.
+
+    Returns:
+        True or False once `fit` has traced a step; None before.
+    """
+    function = getattr(model, "train_function", None)
+    for cell in getattr(function, "__closure__", None) or ():
+        traced = getattr(cell.cell_contents, "_list_all_concrete_functions", None)
+        for concrete in traced() if traced else ():
+            library = concrete.graph.as_graph_def().library.function
+            return any(f.attr["_XlaMustCompile"].b for f in library if "_XlaMustCompile" in f.attr)
+    return None

@@ -271,8 +271,20 @@ class DCGAN(keras.Model):
                 it already is one. As `keras.Model.compile`'s argument of
                 that name.
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`,
-                `steps_per_execution`).
+                `steps_per_execution`). `jit_compile=True` is kept under a
+                strategy of one replica, where Keras' "auto" turns XLA off.
+
+        Raises:
+            ValueError: `jit_compile=True` under a strategy of several replicas.
         """
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        if kwargs.get("jit_compile") is True and replicas > 1:
+            raise ValueError(
+                "jit_compile=True cannot train under a tf.distribute strategy of several replicas: Keras "
+                "compiles the whole distributed step as one XLA program, which cannot reach the variables "
+                "mirrored on the other devices (keras-team/keras#19005). Pass jit_compile='auto' or False "
+                f"(--jit-compile auto|off), or train on one device. Received: jit_compile=True, replicas={replicas}"
+            )
         super().compile(**kwargs)
         if self.optimizer is not None and not self.optimizer.built:
             # keras.Model.compile's default optimizer, which DCGAN never uses: built

@@ -327,7 +327,7 @@ def _build_model(config: Config, strategy) -> DCGAN:
     """A compiled DCGAN whose variables are replicated as `strategy` says."""
     with strategy.scope():
         gan = DCGAN.from_paper_config(config)
-        gan.compile()  # the paper's Adam with config's learning rate and betas
+        gan.compile(jit_compile=config.jit_compile)  # the paper's Adam with config's learning rate and betas
     return gan
 
 

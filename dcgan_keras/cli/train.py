@@ -58,6 +58,10 @@ _CONFIG_FLAGS = (
 _METAVARS = {"--latent-modes": "K", "--ema": "DECAY", "--augment": "POLICY", "--augment-target": "R", "--r1": "GAMMA", "--r1-every": "N"}
 
 
+# `--jit-compile` values -> `Config.jit_compile`.
+_JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
+
+
 def _dest(flag: str) -> str:
     return flag[2:].replace("-", "_")  # argparse's name: --beta1 -> args.beta1
 
@@ -102,6 +106,10 @@ def register(subparsers):
     p.add_argument("--fast-layers", action=argparse.BooleanOptionalAction, default=None,
                    help=f"build the networks from dcgan_keras.fast_layers (same weights, faster) "
                         f"({_recipe_default('fast_layers')})")
+    p.add_argument("--jit-compile", default=None, choices=tuple(_JIT_COMPILE),
+                   help="compile the training step with XLA; 'auto' is Keras' choice: on with a GPU, but off on a "
+                        "CPU and under any --strategy other than default; 'on' keeps it under a one-replica "
+                        f"strategy ({_recipe_default('jit_compile')})")
     p.add_argument("--keep-best", default=None, choices=KEEP_BEST_METRICS,
                    help="export the epoch with the best (lowest) score instead of the last; "
                         "digit_fd for digits, fid needs Inception weights, d_fd works on any data")
@@ -136,6 +144,7 @@ def config_from_args(args) -> Config:
     overrides = {field: getattr(args, _dest(flag)) for flag, field, _, _ in _CONFIG_FLAGS}
     overrides["fast_layers"] = args.fast_layers
     overrides["precision"] = args.precision
+    overrides["jit_compile"] = _JIT_COMPILE.get(args.jit_compile)
     overrides = {field: value for field, value in overrides.items() if value is not None}
     if overrides.get("ema_decay") == 0:
         overrides["ema_decay"] = None  # --ema 0: no moving average
