@@ -60,8 +60,9 @@ DECODED_SHUFFLE_BUFFER = 1_024
 # Files of a folder decoded up front (a random sample; all of a smaller folder).
 SAMPLE_FILES = 256
 # A folder where more than this fraction of the checked image files cannot be read is
-# refused (a few bad files among good ones are skipped with a warning).
-MAX_UNREADABLE_FRACTION = 0.5
+# refused: it is not what was meant, or it is damaged. Fewer are skipped with a warning
+# (a crawl whose other half are error pages still trains on the good half).
+MAX_UNREADABLE_FRACTION = 0.75
 # Decoded files are checked for failures in groups of this many (one check a group).
 CHECK_GROUP = 64
 # The formats TensorFlow's `tf.io.decode_image` reads, by the names PIL gives them. PIL opens
