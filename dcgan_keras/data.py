@@ -59,6 +59,10 @@ DECODED_SHUFFLE_BUFFER = 1_024
 # passes, from the cache, use the buffers above.
 # Files of a folder decoded up front (a random sample; all of a smaller folder).
 SAMPLE_FILES = 256
+# A folder where more than this fraction of the checked image files cannot be read is
+# refused: it is not what was meant, or it is damaged. Fewer are skipped with a warning
+# (a crawl whose other half are error pages still trains on the good half).
+MAX_UNREADABLE_FRACTION = 0.75
 # Decoded files are checked for failures in groups of this many (one check a group).
 CHECK_GROUP = 64
 # The formats TensorFlow's `tf.io.decode_image` reads, by the names PIL gives them. PIL opens
@@ -651,12 +655,18 @@ def array_images(array: np.ndarray) -> tf.data.Dataset:
 def _validated_array(array: np.ndarray) -> np.ndarray:
     """`array` as (N, H, W, C) uint8 or float32 in [0, 1], or a ValueError saying what is wrong."""
     array = np.asarray(array)
+    shape = array.shape
     if array.ndim == 3:
         array = array[..., None]
     if array.ndim != 4 or array.shape[-1] not in (1, 3, 4) or len(array) == 0:
         raise ValueError(
             "A NumPy source must be a non-empty array of shape (N, H, W) or "
-            f"(N, H, W, C) with C in (1, 3, 4). Received: array of shape {array.shape}"
+            f"(N, H, W, C) with C in (1, 3, 4). Received: array of shape {shape}"
+        )
+    if 0 in array.shape:
+        raise ValueError(
+            "A NumPy source must hold images of at least 1x1 pixels: this array has a height or width "
+            f"of 0, so it holds no pixels (its size is 0). Received: array of shape {shape}"
         )
     if array.dtype != np.uint8:
         if not np.issubdtype(array.dtype, np.floating):
@@ -908,8 +918,29 @@ def scan_image_folder(folder, image_size: int | None = None) -> FolderScan:
     return scan
 
 
+def _raise_if_mostly_unreadable(folder: str, checked: str, count: int, unreadable: dict, name) -> None:
+    """Refuses a folder when more than `MAX_UNREADABLE_FRACTION` of the `count` files checked cannot be read.
+
+    A few bad files among good ones are skipped with a warning; when most fail, the folder
+    is not what was meant (or is damaged), and training on the few that remain is refused.
+    """
+    if len(unreadable) <= MAX_UNREADABLE_FRACTION * count:
+        return
+    examples = "; ".join(f"{name(p)} ({r})" for p, r in list(unreadable.items())[:5])
+    raise ValueError(
+        f"{len(unreadable)} of the {checked} in folder {folder!r} cannot be read, more than "
+        f"{MAX_UNREADABLE_FRACTION:.0%} (dcgan_keras.data.MAX_UNREADABLE_FRACTION): {examples}"
+        f"{f'; and {len(unreadable) - 5} more' if len(unreadable) > 5 else ''}. Training on the {count - len(unreadable)} readable one(s) would "
+        "not be training on this folder. Fix or remove the unreadable files (dcgan_keras.data.scan_image_folder "
+        f"lists them all), then run again. Received: unreadable={len(unreadable)} of {count}"
+    )
+
+
 def _warn_about(scan: FolderScan, folder: str, image_size: int | None) -> None:
     total = len(scan.readable) + len(scan.unreadable)
+    _raise_if_mostly_unreadable(
+        folder, f"{total} image files", total, scan.unreadable, lambda p: printable(os.path.relpath(p, folder))
+    )
     if scan.unreadable:
         examples = "; ".join(f"{os.path.relpath(p, folder)} ({r})" for p, r in list(scan.unreadable.items())[:5])
         warnings.warn(
@@ -1197,6 +1228,7 @@ def _folder_source(folder: str, image_size: int | None) -> _Source:
             "truncated, not images or in a format TensorFlow cannot decode; replace them with valid PNG "
             "or JPEG files."
         )
+    _raise_if_mostly_unreadable(folder, checked, len(sample), unreadable, printable)
     paths = [path for path in paths if path not in unreadable]
     if unreadable:
         examples = "; ".join(f"{printable(p)} ({r})" for p, r in list(unreadable.items())[:5])

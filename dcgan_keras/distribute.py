@@ -14,6 +14,7 @@ batch between the replicas. See docs/scaling.md for the commands.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import warnings
 
@@ -54,6 +55,8 @@ def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
                 "on this machine alone. Set TF_CONFIG on every machine (docs/scaling.md).",
                 stacklevel=2,
             )
+        else:
+            check_tf_config(os.environ["TF_CONFIG"])
         try:
             return tf.distribute.MultiWorkerMirroredStrategy()
         except RuntimeError as error:
@@ -69,6 +72,52 @@ def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
         f"Unknown distribution strategy {name!r}: use one of {', '.join(STRATEGIES)}, "
         f"or pass a tf.distribute.Strategy instance. Received: strategy={name!r}"
     )
+
+
+_TF_CONFIG_EXAMPLE = (
+    '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+)
+
+
+def check_tf_config(text: str) -> dict:
+    """The `TF_CONFIG` environment variable's value, parsed, or a ValueError saying what is wrong with it.
+
+    It must be a JSON object whose "cluster" maps task types to lists of "host:port"
+    addresses, and whose "task" names this process: a "type" of the cluster and an
+    "index" into its list.
+    """
+    def wrong(what):
+        shown = text if len(text) <= 200 else text[:200] + "..."
+        return ValueError(
+            f"The TF_CONFIG environment variable is malformed: {what}. Set it on every machine to JSON such as "
+            f"{_TF_CONFIG_EXAMPLE} (docs/scaling.md), or unset it to train on this machine alone. "
+            f"Received: TF_CONFIG={shown!r}"
+        )
+
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise wrong(f"it is not valid JSON ({type(error).__name__}: {error})") from None
+    if not isinstance(config, dict):
+        raise wrong(f"it is a JSON {type(config).__name__}, not an object")
+    cluster, task = config.get("cluster", {}), config.get("task", {})
+    if not isinstance(cluster, dict) or not all(
+        isinstance(hosts, list) and hosts and all(isinstance(h, str) and ":" in h for h in hosts)
+        for hosts in cluster.values()
+    ):
+        raise wrong('"cluster" must map each task type to a non-empty list of "host:port" strings')
+    if not isinstance(task, dict):
+        raise wrong('"task" must be an object with a "type" and an "index"')
+    if task and task.get("type") != "evaluator":  # an evaluator is not in the cluster
+        kind, index = task.get("type"), task.get("index", 0)
+        if kind not in cluster:
+            raise wrong(f'"task" has type {kind!r}, which is not one of the cluster\'s ({", ".join(cluster) or "none"})')
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[kind]):
+            raise wrong(
+                f'"task" has index {index!r}, but the cluster\'s {kind!r} list has {len(cluster[kind])} '
+                f"address(es) (indices 0..{len(cluster[kind]) - 1})"
+            )
+    return config
 
 
 # Variables through which TPUClusterResolver finds a TPU by itself.

@@ -43,8 +43,10 @@ def image_grid(images, rows: int | None = None, padding: int = 2, pad_value: flo
         rows = int(np.floor(np.sqrt(n)))
         while n % rows and rows > 1 and (n + rows - 1) // rows * rows - n >= rows:
             rows -= 1
-    if rows < 1:
-        raise ValueError(f"rows must be positive. Received: rows={rows}")
+    if not 1 <= rows <= n:
+        raise ValueError(
+            f"rows must be in 1..{n}: a grid of {n} image(s) has at most {n} row(s). Received: rows={rows}"
+        )
     cols = -(-n // rows)
     grid = np.full(
         (rows * (height + padding) + padding, cols * (width + padding) + padding, channels),
@@ -66,6 +68,40 @@ def save_png(image, path) -> str:
         pixels = pixels[..., 0]
     with atomic_path(path) as tmp:
         Image.fromarray(pixels).save(tmp, format="PNG")
+    return os.fspath(path)
+
+
+# The formats `save_image` writes, by file extension (all of them lossless but JPEG).
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".gif": "GIF",
+                 ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def image_format(path, option: str = "path") -> str:
+    """The PIL format named by `path`'s extension (`IMAGE_FORMATS`), or a ValueError naming `option`."""
+    extension = os.path.splitext(os.fspath(path))[1].lower()
+    if extension not in IMAGE_FORMATS:
+        raise ValueError(
+            f"Cannot tell which image format to write from the name {os.fspath(path)!r}: end it with one of "
+            f"{', '.join(IMAGE_FORMATS)} (e.g. grid.png). Received: {option}={os.fspath(path)!r}"
+        )
+    return IMAGE_FORMATS[extension]
+
+
+def save_image(image, path) -> str:
+    """Writes one image in [-1, 1] of shape `(H, W, C)` atomically, in the format its extension names.
+
+    `.png` (as `save_png`), `.jpg`/`.jpeg` (quality 95), `.webp` (lossless), `.bmp`,
+    `.gif`, `.tif`/`.tiff`; any other name is a ValueError, raised before anything is written.
+    """
+    from PIL import Image
+
+    image_format_ = image_format(path)
+    pixels = to_uint8(image)
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    options = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}.get(image_format_, {})
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format=image_format_, **options)
     return os.fspath(path)
 
 

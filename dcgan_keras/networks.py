@@ -26,6 +26,7 @@ with `Config.fast_layers` (the default) their faster-training twins from
 from __future__ import annotations
 
 import math
+import os
 
 import keras
 from keras import layers
@@ -61,6 +62,83 @@ def _batch_norm(config: Config, name: str) -> layers.BatchNormalization:
     )
 
 
+# Bytes each parameter takes in training: the float32 weight, its gradient and Adam's two moments.
+TRAINING_BYTES_PER_PARAMETER = 16
+
+
+def training_memory(config: Config) -> dict:
+    """An estimate of the memory training a DCGAN of `config` takes, from its shapes alone (nothing is built).
+
+    Returns:
+        A dict: "parameters" (of both networks, batch-norm statistics included, exact),
+        "parameter_bytes" (16 bytes each, 4 more per generator parameter with
+        `ema_decay`), "activation_bytes" (float32 layer outputs of one batch through G
+        and twice through D, kept for the backward pass, and their gradients: an
+        estimate) and "bytes", their sum.
+    """
+    stages = _num_stages(config.image_size)
+    bw, c, top = config.base_width, config.channels, config.base_width * 2 ** (stages - 1)
+    # Generator: project (and its batch norm), stages up, the output layer.
+    g_params, g_act = config.latent_dim * 16 * top + 4 * top, 16 * top * 3
+    width, side = top, 4
+    for _ in range(1, stages):
+        width, side = width // 2, side * 2
+        g_params += 16 * 2 * width * width + 4 * width
+        g_act += side * side * width * 3  # convolution, batch norm, ReLU
+    g_params += 16 * width * c + c
+    g_act += config.image_size**2 * c * 2
+    # Discriminator: stages down (the first without batch norm), the logit.
+    d_params, d_act, width, side, previous = 0, 0, bw, config.image_size, c
+    for stage in range(1, stages + 1):
+        side //= 2
+        d_params += 16 * previous * width + (width if stage == 1 else 4 * width)
+        d_act += side * side * width * (2 if stage == 1 else 3)
+        previous, width = width, width * 2
+    d_params += 16 * previous + 1
+    parameters = g_params + d_params
+    parameter_bytes = TRAINING_BYTES_PER_PARAMETER * parameters + (4 * g_params if config.ema_decay else 0)
+    activation_bytes = 2 * 4 * config.batch_size * (g_act + 2 * d_act)
+    return {"parameters": parameters, "parameter_bytes": parameter_bytes,
+            "activation_bytes": activation_bytes, "bytes": parameter_bytes + activation_bytes}
+
+
+def machine_memory() -> int | None:
+    """Bytes of memory this process may use: the physical memory, or its cgroup's limit where lower (`None`: unknown)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        total = None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                limit = int(f.read().strip())
+        except (OSError, ValueError):  # no such file, or "max" (no limit)
+            continue
+        total = min(total, limit) if total else limit
+    return total
+
+
+def check_memory(config: Config) -> None:
+    """Raises a ValueError, before anything is built, when training `config` would not fit in memory.
+
+    The estimate (`training_memory`) is compared with `machine_memory()`; an
+    accelerator with less memory than the machine can still run out.
+    """
+    need, have = training_memory(config), machine_memory()
+    if not have or need["bytes"] <= have:
+        return
+    gib = 2**30
+    raise ValueError(
+        f"Training this DCGAN needs about {need['bytes'] / gib:.1f} GiB of memory, more than the "
+        f"{have / gib:.1f} GiB this machine has (its RAM, or its cgroup's limit): {need['parameters']:.3g} "
+        f"parameters take {need['parameter_bytes'] / gib:.1f} GiB (each weight, its gradient and Adam's two "
+        f"moments{', and the moving average of the generator' if config.ema_decay else ''}) and the activations of a batch of {config.batch_size} about "
+        f"{need['activation_bytes'] / gib:.1f} GiB. Lower --base-width (the paper's is 64; the parameters grow "
+        "with its square), --batch-size or --image-size. "
+        f"Received: base_width={config.base_width}, image_size={config.image_size}, batch_size={config.batch_size}"
+    )
+
+
 def build_generator(config: Config) -> keras.Model:
     """The DCGAN generator: z of shape (latent_dim,) to an image in [-1, 1].
 
@@ -76,6 +154,7 @@ def build_generator(config: Config) -> keras.Model:
         A functional `keras.Model` named "generator" whose output has shape
         `(batch, image_size, image_size, channels)` and values in [-1, 1].
     """
+    check_memory(config)
     stages = _num_stages(config.image_size)
     init = keras.initializers.RandomNormal(0.0, config.init_stddev)
     width = config.base_width * 2 ** (stages - 1)
@@ -118,6 +197,7 @@ def build_discriminator(config: Config) -> keras.Model:
         A functional `keras.Model` named "discriminator" mapping
         `(batch, image_size, image_size, channels)` to logits of shape `(batch, 1)`.
     """
+    check_memory(config)
     stages = _num_stages(config.image_size)
     init = keras.initializers.RandomNormal(0.0, config.init_stddev)
     dtype = config.precision

@@ -57,8 +57,12 @@ def _run_walk(args) -> int:
     from dcgan_keras.experiments import latent
     from dcgan_keras.images import image_grid
 
-    if args.walks < 1:
-        raise ValueError(f"--walks must be positive. Received: {args.walks}")
+    latent.check_walk_size(args.walks, args.points, args.steps, names=("--walks", "--points", "--steps"))
+    if args.duration_ms < 10:
+        raise ValueError(
+            "--duration-ms must be at least 10: GIF frame times are whole hundredths of a second "
+            f"(100 is 10 frames a second). Received: --duration-ms {args.duration_ms}"
+        )
     generator = _load(args.model)
     walks, scores = [], []
     for i in range(args.walks):
@@ -99,6 +103,11 @@ def _run_arithmetic(args) -> int:
     from dcgan_keras.experiments import latent
     from dcgan_keras.images import image_grid, numbered_grid, save_png
 
+    if not 1 <= args.grid_size <= latent.MAX_PICK_IMAGES:
+        raise ValueError(
+            f"--grid-size must be in 1..{latent.MAX_PICK_IMAGES}: the number of numbered samples to pick "
+            f"exemplars from (dcgan_keras.experiments.latent.MAX_PICK_IMAGES). Received: --grid-size {args.grid_size}"
+        )
     generator = _load(args.model)
     z = latent.latent_vectors_for(generator, args.grid_size, args.seed)
     plus = _indices(args.plus, "plus", args.grid_size)

@@ -36,12 +36,12 @@ def register(subparsers):
     )
     p.set_defaults(func=_run_export)
 
-    p = subparsers.add_parser("sample", help="sample a PNG grid from an exported SavedModel")
+    p = subparsers.add_parser("sample", help="sample an image grid (PNG, JPEG, ...) from an exported SavedModel")
     p.add_argument("--model", required=True, help="a SavedModel version folder, e.g. saved_models/digits/1")
     p.add_argument("--num", type=int, default=64, help="number of images")
     p.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
     p.add_argument("--rows", type=int, default=None, help="rows of the grid (default: about square)")
-    add_out(p, help="output PNG file")
+    add_out(p, help="output image file; its extension names the format (.png, .jpg, .webp, ...)")
     p.set_defaults(func=_run_sample)
 
 
@@ -107,17 +107,27 @@ def _run_export(args) -> int:
 def _run_sample(args) -> int:
     if args.num < 1:
         raise ValueError(f"--num must be a positive integer. Received: {args.num}")
-    if args.rows is not None and args.rows < 1:
-        raise ValueError(f"--rows must be a positive integer. Received: {args.rows}")
+    if args.rows is not None and not 1 <= args.rows <= args.num:
+        raise ValueError(
+            f"--rows must be in 1..{args.num} (--num): a grid of {args.num} image(s) has at most {args.num} "
+            f"row(s). Received: --rows {args.rows}"
+        )
+    if not -(2**63) <= args.seed < 2**63:
+        raise ValueError(
+            "--seed must fit in 64 bits (the SavedModel's seed is an int64): a number in "
+            f"-9223372036854775808..9223372036854775807. Received: --seed {args.seed}"
+        )
     import numpy as np
     import tensorflow as tf
 
     from dcgan_keras.export import load_sampler
-    from dcgan_keras.images import from_uint8, image_grid, save_png
+    from dcgan_keras.images import from_uint8, image_format, image_grid, save_image
+
+    image_format(args.out, "--out")  # a name without a format is refused before the model is loaded
 
     sample = load_sampler(args.model)
     pixels = sample(seed=tf.constant(args.seed, tf.int64), num_images=tf.constant(args.num, tf.int32))["images"]
     images = from_uint8(pixels.numpy())
-    path = save_png(image_grid(images, rows=args.rows), args.out)
+    path = save_image(image_grid(images, rows=args.rows), args.out)
     print(json.dumps({"out": path, "images": list(np.shape(images))}))
     return 0

@@ -30,6 +30,32 @@ from dcgan_keras.files import atomic_path
 from dcgan_keras.sampling import batched_forward, latent_prior, latent_size, latent_vectors, latent_vectors_for
 
 METHODS = ("slerp", "lerp")
+# Most images one `walk` command renders (walks x points x steps): every frame is held in
+# memory several times over (the frames, the grid, the GIF), so this bounds the memory,
+# and a GIF of 2048 frames already lasts 3.4 minutes at 100 ms a frame.
+MAX_WALK_IMAGES = 2048
+# Most numbered samples in an arithmetic pick grid (`arithmetic --grid-size`).
+MAX_PICK_IMAGES = 1024
+
+
+def check_walk_size(walks: int, num_points: int, steps: int, names=("walks", "num_points", "steps")) -> None:
+    """Raises a ValueError unless `walks` walks through `num_points` points with `steps` frames each can be made.
+
+    `names` are the names of the three values in the message (e.g. the CLI's `--walks`).
+    """
+    w, p, s = names
+    if walks < 1 or num_points < 2 or steps < 1:
+        raise ValueError(
+            f"A walk needs {w} >= 1, {p} >= 2 and {s} >= 1. "
+            f"Received: {w}={walks}, {p}={num_points}, {s}={steps}"
+        )
+    if walks * num_points * steps > MAX_WALK_IMAGES:
+        raise ValueError(
+            f"{walks} walk(s) x {num_points} points x {steps} steps make {walks * num_points * steps} images, more "
+            f"than the {MAX_WALK_IMAGES} that bound the memory (every frame is held several times) and the GIF's "
+            f"length (dcgan_keras.experiments.latent.MAX_WALK_IMAGES). Lower {s}, {p} or {w}. "
+            f"Received: {w}={walks}, {p}={num_points}, {s}={steps}"
+        )
 
 
 # -- generators --------------------------------------------------------------
@@ -108,10 +134,7 @@ def walk_loop(generator, num_points: int = 4, steps: int = 8, seed: int = 0,
         `(images, z_path)`: `(num_points * steps, H, W, C)` in [-1, 1] and
         `(num_points * steps, latent_dim)`.
     """
-    if num_points < 2 or steps < 1:
-        raise ValueError(
-            f"A walk needs num_points >= 2 and steps >= 1. Received: num_points={num_points}, steps={steps}"
-        )
+    check_walk_size(1, num_points, steps)
     points = latent_vectors(num_points, latent_dim or latent_size(generator), seed, *latent_prior(generator))
     interp = _interp(method)
     t = np.arange(steps) / steps
@@ -279,6 +302,11 @@ def save_gif(images, path, duration_ms: int = 100) -> str:
 
     from dcgan_keras.images import to_uint8
 
+    if not isinstance(duration_ms, (int, np.integer)) or duration_ms < 10:
+        raise ValueError(
+            "duration_ms must be an integer of at least 10: GIF frame times are whole hundredths of a "
+            f"second (100 is 10 frames a second). Received: duration_ms={duration_ms!r}"
+        )
     pixels = to_uint8(images)
     if pixels.ndim == 4 and pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
