@@ -276,11 +276,13 @@ def test_make_strategy_names_and_errors():
 
 
 def test_noise_on_one_device_is_the_seed_generators_sequence(tiny_config):
-    gan = dk.DCGAN.from_paper_config(tiny_config)
-    reference = keras.random.SeedGenerator(tiny_config.seed)
-    for _ in range(2):
-        expected = keras.random.normal((5, tiny_config.latent_dim), seed=reference)
-        np.testing.assert_array_equal(gan.latent_noise(5), expected)
+    draws = {"normal": keras.random.normal, "uniform": lambda shape, seed: keras.random.uniform(shape, -1.0, 1.0, seed=seed)}
+    for distribution, draw in draws.items():
+        gan = dk.DCGAN.from_paper_config(tiny_config.replace(latent_distribution=distribution))
+        reference = keras.random.SeedGenerator(tiny_config.seed)
+        for _ in range(2):
+            expected = draw((5, tiny_config.latent_dim), seed=reference)
+            np.testing.assert_array_equal(gan.latent_noise(5), expected)
 
 
 def test_sync_batch_norm_survives_config_and_keras_file_round_trips(tiny_config, tmp_path):
