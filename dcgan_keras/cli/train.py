@@ -95,7 +95,8 @@ def register(subparsers):
                         "measured better on the digits (networks half as wide, batch 64, EMA, faster learning rates, "
                         "Adam's betas 0 and 0.99, the R1 penalty, z from 10 modes); the flags below override it")
     p.add_argument("--dataset", default="digits",
-                   help="'digits' (bundled MNIST), 'tfds:NAME[:SPLIT]', or a folder of images")
+                   help="'digits' (bundled MNIST), 'twemoji' (bundled colour emoji, use --image-size 64), "
+                        "'tfds:NAME[:SPLIT]', or a folder of images")
     p.add_argument("--channels", type=int, default=None,
                    help="1 or 3 (default: the dataset's own; digits 1, folders 3)")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
