@@ -31,6 +31,26 @@ def next_version(base_dir) -> int:
     return max(versions, default=0) + 1
 
 
+def new_version_folder(base_dir, version: int | None = None) -> str:
+    """The path of a new version folder `base_dir/<version>` (the next free one when `version` is `None`).
+
+    Raises:
+        ValueError: for a version below 1.
+        FileExistsError: when that version exists: exported versions are never overwritten.
+    """
+    base_dir = os.fspath(base_dir)
+    version = next_version(base_dir) if version is None else int(version)
+    if version < 1:
+        raise ValueError(f"version must be a positive integer. Received: version={version}")
+    target = os.path.join(base_dir, str(version))
+    if os.path.exists(target):
+        raise FileExistsError(
+            f"{target} already exists; exported versions are never overwritten. "
+            f"Pass another version (next free: {next_version(base_dir)}) or omit it. Received: version={version}"
+        )
+    return target
+
+
 def _check_same_interface(base_dir: str, latent_dim: int, image_shape: tuple) -> None:
     """TF Serving serves the newest version: a new one must take and give the same shapes."""
     versions = [int(d) for d in os.listdir(base_dir) if d.isdigit()] if os.path.isdir(base_dir) else []
@@ -204,15 +224,7 @@ def export_generator(model, base_dir, version: int | None = None, keep_precision
     generator = _as_generator(model)
     modes, offset, distribution = latent_prior(generator)  # before a float32 copy, which does not carry them
     base_dir = os.fspath(base_dir)
-    version = next_version(base_dir) if version is None else int(version)
-    if version < 1:
-        raise ValueError(f"version must be a positive integer. Received: version={version}")
-    target = os.path.join(base_dir, str(version))
-    if os.path.exists(target):
-        raise FileExistsError(
-            f"{target} already exists; exported versions are never overwritten. "
-            f"Pass another version (next free: {next_version(base_dir)}) or omit it. Received: version={version}"
-        )
+    target = new_version_folder(base_dir, version)
     latent_dim = generator.input_shape[-1]
     if not all(np.isfinite(np.asarray(w)).all() for w in generator.weights):
         raise ValueError(

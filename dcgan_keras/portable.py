@@ -269,20 +269,11 @@ def export_portable(model, base_dir, format: str, version: int | None = None) ->
     Returns:
         The path of the written version folder, e.g. `saved_models/digits/onnx/1`.
     """
-    from dcgan_keras.export import next_version
+    from dcgan_keras.export import new_version_folder
 
     if format not in FILE_NAMES:
         raise ValueError(f"format must be one of {sorted(FILE_NAMES)}. Received: format={format!r}")
-    folder = os.path.join(os.fspath(base_dir), format)
-    version = next_version(folder) if version is None else int(version)
-    if version < 1:
-        raise ValueError(f"version must be a positive integer. Received: version={version}")
-    target = os.path.join(folder, str(version))
-    if os.path.exists(target):
-        raise FileExistsError(
-            f"{target} already exists; exported versions are never overwritten. "
-            f"Pass another version (next free: {next_version(folder)}) or omit it. Received: version={version}"
-        )
+    target = new_version_folder(os.path.join(os.fspath(base_dir), format), version)
     tmp = target + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
