@@ -96,3 +96,51 @@ def test_dedup_cli_on_a_folder_writes_a_report_and_deletes_nothing(tmp_path, cap
     assert str(folder / f"img03.png") in keep  # the first of a group (by sorted path) is kept
     assert main(["dedup", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "Cannot read images" in capsys.readouterr().err
+
+
+def test_tone_groups_pair_only_the_toned_variants_of_one_base():
+    ids = dedup.tone_groups(["a", "a", "a", "b", "b", "c", "a"], [0, 1, 2, 1, 2, 0, 3])
+    assert ids.tolist() == [-1, 0, 0, 1, 1, -1, 0]
+    assert sorted(dedup.group_pairs(ids)) == [(1, 2), (1, 6), (2, 6), (3, 4)]
+    with pytest.raises(ValueError, match="same length"):
+        dedup.tone_groups(["a", "b"], [1])
+
+
+def test_group_scores_have_recall_one_when_each_group_is_exact_copies():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (7, 4, 4, 1)).astype("float32")
+    images[2] = images[3] = images[1]  # group 0: three exact copies
+    images[5] = images[6] = images[4]  # group 1: two copies, and image 6 an ungrouped copy
+    group_ids = [-1, 0, 0, 0, 1, 1, -1]
+    family_ids = [0, 1, 1, 1, 2, 2, 2]  # image 6 is the toneless original of group 1
+    found = dedup.find_duplicates(_threshold_encoder(16), images)["group_indices"]
+    assert found == [[1, 2, 3], [4, 5, 6]]
+    scores = dedup.group_pair_scores(found, group_ids, family_ids)
+    assert scores["recall"] == 1.0 and scores["true_pairs"] == 4 and scores["found_pairs"] == 4
+    assert scores["precision"] == pytest.approx(4 / 6)
+    assert scores["with_ungrouped"] == 2 and scores["across_groups"] == 0 and scores["same_family"] == 2
+    merged = dedup.group_pair_scores([[1, 2, 3, 4, 5]], group_ids)  # one bucket for both groups
+    assert merged["recall"] == 1.0 and merged["across_groups"] == 6 and merged["precision"] == pytest.approx(0.4)
+
+
+def test_twemoji_tone_scores_know_the_316_groups_of_five():
+    emoji = dk.load_twemoji()
+    ids = dedup.tone_groups(emoji["base"], emoji["skin_tone"])
+    truth = [np.flatnonzero(ids == g).tolist() for g in range(ids.max() + 1)]
+    assert len(truth) == 316 and {len(g) for g in truth} == {5}
+    scores = dedup.twemoji_tone_scores(truth)
+    assert scores["true_pairs"] == 3160 and scores["precision"] == 1.0 and scores["recall"] == 1.0
+    base_with_variant = [[int(np.flatnonzero(emoji["short_name"] == emoji["base"][truth[0][0]])[0]), truth[0][0]]]
+    assert dedup.twemoji_tone_scores(base_with_variant)["same_family"] == 1
+    images, names = dedup.load_images("twemoji", max_images=4)
+    assert images.shape == (4, 32, 32, 3) and names == ["0", "1", "2", "3"]
+
+
+def test_dedup_cli_on_twemoji_scores_the_skin_tone_groups(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["dedup", "twemoji", "--out", str(out), "--epochs", "1", "--code-size", "32"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    scores = summary["tone_group_scores"]
+    assert summary["counts"]["images"] == 3491 and scores["true_pairs"] == 3160
+    assert scores["predicted_pairs"] == scores["found_pairs"] + scores["across_groups"] + scores["with_ungrouped"]
+    assert json.loads(open(summary["report"]).read())["tone_group_scores"] == scores

@@ -4,6 +4,7 @@
     python -m dcgan_keras ablate --model saved_models/digits/1 --box 8,8,24,24 --out runs/digits/ablate
     python -m dcgan_keras ablate --model runs/digits/ckpt.keras --layer up2_relu --filters 3,7,12 --out ...
     python -m dcgan_keras dedup path/to/images/ --out runs/dedup
+    python -m dcgan_keras dedup twemoji --out runs/dedup_twemoji
 
 Each prints a JSON summary; see `docs/inside.md`.
 """
@@ -52,7 +53,8 @@ def register(subparsers):
 
     p = subparsers.add_parser(
         "dedup", help="flag near duplicates with a hashing autoencoder; writes a report, deletes nothing")
-    p.add_argument("dataset", help="'digits', a folder of images, or a .npy/.npz file")
+    p.add_argument("dataset", help="'digits', 'twemoji' (also scored against its skin-tone groups), "
+                                    "a folder of images, or a .npy/.npz file")
     p.add_argument("--out", required=True, help="folder for dedup_report.json and keep.txt")
     p.add_argument("--channels", type=int, default=None, help="1 or 3 (default: the dataset's own)")
     p.add_argument("--code-size", type=int, default=128, help="code units = hash bits (paper: 128)")
@@ -153,7 +155,10 @@ def _run_dedup(args) -> int:
                         "noise": args.noise, "dropout": args.dropout,
                         "final_loss": round(float(history.history["loss"][-1]), 5)},
     }
-    paths = dedup.write_report(result, args.out, names, extra)
-    print(json.dumps({**paths, "counts": result["counts"], "threshold": result["threshold"],
+    scores = {}
+    if os.fspath(args.dataset) == "twemoji" and args.max_images is None:
+        scores = {"tone_group_scores": dedup.twemoji_tone_scores(result["group_indices"])}
+    paths = dedup.write_report(result, args.out, names, {**extra, **scores})
+    print(json.dumps({**paths, "counts": result["counts"], "threshold": result["threshold"], **scores,
                       "seconds": round(time.time() - start, 1)}, indent=1))
     return 0

@@ -64,7 +64,8 @@ def load_images(source, image_size: int = HASH_SIZE, channels: int | None = None
     """Images of a source, in order, centre-cropped and resized, with their names.
 
     Args:
-        source: "digits" (the bundled 5,000), a folder of images (searched
+        source: "digits" (the bundled 5,000), "twemoji" (the bundled 3,491
+            colour emoji, in `load_twemoji`'s order), a folder of images (searched
             recursively, sorted by path), a `.npy` / `.npz` file (array
             `images` or the first one), or a NumPy array `(N, H, W[, C])`
             (uint8 0..255 or float 0..1).
@@ -87,13 +88,17 @@ def load_images(source, image_size: int = HASH_SIZE, channels: int | None = None
         spec = os.fspath(source)
         if spec == "digits":
             array = load_digits()[0]
+        elif spec == "twemoji":
+            from dcgan_keras.data import load_twemoji
+
+            array = load_twemoji()["images"]
         elif os.path.isdir(spec):
             names, array = [], None
         elif spec.endswith((".npy", ".npz")) and os.path.isfile(spec):
             array = _numpy_file(spec)
         else:
             raise ValueError(
-                f"Cannot read images from {spec!r}: pass 'digits', an existing folder of images, "
+                f"Cannot read images from {spec!r}: pass 'digits', 'twemoji', an existing folder of images, "
                 f"or a .npy/.npz file. Received: source={spec!r}"
             )
     elif isinstance(source, np.ndarray):
@@ -253,6 +258,80 @@ def pair_scores(groups, true_pairs) -> dict:
         "true_pairs": len(truth),
         "found_pairs": found,
     }
+
+
+def tone_groups(base, skin_tone) -> np.ndarray:
+    """Ground-truth groups of near duplicates: the skin-tone variants of one emoji.
+
+    Args:
+        base: per image, the emoji it is a variant of (`load_twemoji()["base"]`).
+        skin_tone: per image, 0 (none) or 1..5 (`load_twemoji()["skin_tone"]`).
+
+    Returns:
+        int array `(N,)`: the group of each image with `skin_tone > 0` (one group
+        per `base`, numbered in order of first appearance), -1 for the others.
+    """
+    base, skin_tone = np.asarray(base), np.asarray(skin_tone)
+    if base.shape != skin_tone.shape or base.ndim != 1:
+        raise ValueError(f"base and skin_tone must be 1-D and of the same length. "
+                         f"Received: base of shape {base.shape}, skin_tone of shape {skin_tone.shape}")
+    ids: dict = {}
+    return np.array([ids.setdefault(b, len(ids)) if t > 0 else -1 for b, t in zip(base.tolist(), skin_tone.tolist())],
+                    dtype="int64")
+
+
+def group_pairs(group_ids) -> list:
+    """Every pair `(i, j)`, i < j, of images in the same group (ids < 0 belong to none)."""
+    group_ids = np.asarray(group_ids)
+    members: dict = {}
+    for i, g in enumerate(group_ids.tolist()):
+        if g >= 0:
+            members.setdefault(g, []).append(i)
+    return [(a, b) for m in members.values() for k, a in enumerate(m) for b in m[k + 1 :]]
+
+
+def group_pair_scores(groups, group_ids, family_ids=None) -> dict:
+    """`pair_scores` of found groups against known groups, with the wrong pairs split up.
+
+    A predicted pair (two images in one found group) is right when both images
+    are in the same known group, and wrong when they are in different groups or
+    either is in none.
+
+    Args:
+        groups: lists of indices found together (`find_duplicates`' `group_indices`).
+        group_ids: per image, its known group (`tone_groups`), < 0 for none.
+        family_ids: optional per-image ids of a looser relation (e.g. the
+            `base` emoji, so that a variant and its toneless original are one
+            family): wrong pairs inside one family are counted apart.
+
+    Returns:
+        `pair_scores`' dict plus `"across_groups"` (wrong pairs of two grouped
+        images), `"with_ungrouped"` (wrong pairs with an ungrouped image) and,
+        with `family_ids`, `"same_family"` (wrong pairs inside one family).
+    """
+    group_ids = np.asarray(group_ids)
+    scores = pair_scores(groups, group_pairs(group_ids))
+    predicted = {(min(a, b), max(a, b)) for g in groups for k, a in enumerate(g) for b in g[k + 1 :]}
+    wrong = [(a, b) for a, b in predicted if not (group_ids[a] >= 0 and group_ids[a] == group_ids[b])]
+    scores["across_groups"] = sum(1 for a, b in wrong if group_ids[a] >= 0 and group_ids[b] >= 0)
+    scores["with_ungrouped"] = len(wrong) - scores["across_groups"]
+    if family_ids is not None:
+        family_ids = np.asarray(family_ids)
+        scores["same_family"] = sum(1 for a, b in wrong if family_ids[a] == family_ids[b])
+    return scores
+
+
+def twemoji_tone_scores(groups) -> dict:
+    """`group_pair_scores` of groups found among the bundled Twemoji (in `load_twemoji`'s order).
+
+    The known groups are the 316 sets of five skin-tone variants of one emoji
+    (3,160 pairs); the family of an image is its `base` emoji.
+    """
+    from dcgan_keras.data import load_twemoji
+
+    emoji = load_twemoji()
+    return group_pair_scores(groups, tone_groups(emoji["base"], emoji["skin_tone"]),
+                             family_ids=np.unique(emoji["base"], return_inverse=True)[1])
 
 
 # -- a test set with known duplicates ------------------------------------------------------------
