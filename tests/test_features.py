@@ -5,6 +5,7 @@ import pytest
 
 import dcgan_keras as dk
 from dcgan_keras.cli import build_parser
+from dcgan_keras.data import load_labelled, twemoji_categories
 from dcgan_keras.experiments import features
 
 import keras
@@ -154,3 +155,45 @@ def test_cli_runs_on_a_saved_tiny_gan(tmp_path, capsys):
     assert "trained D features" in out and "same D architecture" not in out
     assert (tmp_path / "t.json").exists()
     assert main(["features", "--checkpoint", str(tmp_path / "missing.keras")]) == 2
+
+
+def test_label_draws_with_groups_take_one_image_per_group_and_keep_its_group_out_of_the_test_set():
+    labels = np.repeat([0, 1], 12)
+    groups = np.repeat(np.arange(8), 3)  # three variants of each of 8 emoji, 4 emoji per class
+    for train, test in features.label_draws(labels, labels_per_class=2, draws=3, seed=0, groups=groups):
+        assert np.bincount(labels[train]).tolist() == [2, 2]
+        assert len(np.unique(groups[train])) == 4  # distinct groups
+        assert not np.isin(groups[test], groups[train]).any()
+        assert len(test) == 24 - 4 * 3  # every image of a chosen group is off the test side
+    with pytest.raises(ValueError, match=r"classes \[0, 1\] have \[4, 4\].*drop_small_classes"):
+        features.label_draws(labels, labels_per_class=4, groups=groups)
+
+
+def test_drop_small_classes_names_the_classes_left_out():
+    labels = np.array([0] * 6 + [1] * 2 + [2] * 6)
+    keep, dropped = features.drop_small_classes(labels, labels_per_class=3)
+    assert dropped == {1: 2} and keep.tolist() == [0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13]
+    groups = np.array([0, 0, 0, 0, 0, 0, 2, 3, 4, 5, 6, 7, 8, 9])  # class 0: one emoji in 6 variants
+    assert features.drop_small_classes(labels, 1, groups)[1] == {0: 1}
+    with pytest.raises(ValueError, match="Fewer than 2 classes"):
+        features.drop_small_classes(labels, 6)
+
+
+def test_protocol_on_colour_twemoji_drops_the_small_class_and_beats_chance():
+    emoji = dk.load_twemoji()
+    images, labels = load_labelled("twemoji")
+    rng = np.random.default_rng(0)
+    names = twemoji_categories()
+    picked = [rng.choice(np.flatnonzero(labels == names.index(c)), 24, replace=False)
+              for c in ("Flags", "Smileys & Emotion", "Food & Drink")]
+    idx = np.concatenate(picked + [np.flatnonzero(labels == names.index("Component"))])
+    keras.utils.set_random_seed(0)
+    d = dk.build_discriminator(dk.Config(image_size=64, channels=3, base_width=4))
+    table = features.features_protocol(d, images[idx], labels[idx], labels_per_class=8, draws=2,
+                                       include_supervised=False, groups=emoji["base"][idx], drop_small=True)
+    assert table["dropped_classes"] == {str(names.index("Component")): 5} and table["grouped"]
+    assert table["num_train"] == 24 and table["num_test"] == 48
+    assert table["rows"]["pixels"]["feature_length"] == 64 * 64 * 3
+    for name in ("pixels", "random_d", "trained_d"):
+        assert table["rows"][name]["mean"] > 0.6, name  # chance: 1/3
+    assert "classes left out" in features.markdown_table(table)

@@ -246,8 +246,17 @@ def train_linear_svm(x_train, y_train, x_val=None, y_val=None, cs=(0.01, 0.1, 1.
 # -- the few-labels protocol -----------------------------------------------------
 
 
-def label_draws(labels, labels_per_class: int = 100, draws: int = 5, seed: int = 0):
+def label_draws(labels, labels_per_class: int = 100, draws: int = 5, seed: int = 0, groups=None):
     """Random splits: N labelled examples per class to train on, the rest to test on.
+
+    Args:
+        labels: integer labels `(N,)`.
+        labels_per_class, draws, seed: N, the number of splits, their seed.
+        groups: optional per-image group ids (e.g. an emoji and its skin-tone
+            variants share one). Then each class's N labelled examples come
+            from N distinct groups (one image of each), and every image of a
+            chosen group is left out of the test set, so no test image is a
+            near copy of a labelled one.
 
     Returns:
         A list of `draws` pairs `(train_indices, test_indices)`; draw i uses
@@ -258,22 +267,68 @@ def label_draws(labels, labels_per_class: int = 100, draws: int = 5, seed: int =
     if labels_per_class < 1 or draws < 1:
         raise ValueError(
             f"labels_per_class and draws must be positive. Received: {labels_per_class}, {draws}")
-    classes, counts = np.unique(labels, return_counts=True)
+    classes = np.unique(labels)
     if len(classes) < 2:
         raise ValueError(f"Need labels of at least 2 classes. Received: only class {classes.tolist()}")
-    if counts.min() <= labels_per_class:
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != labels.shape:
+            raise ValueError(f"groups must have one entry per label. Received: groups of shape {groups.shape}, "
+                             f"labels of shape {labels.shape}")
+    sizes = class_sizes(labels, groups)
+    small = {int(c): n for c, n in sizes.items() if n <= labels_per_class}
+    if small:
+        unit = "groups" if groups is not None else "examples"
         raise ValueError(
-            f"Every class needs more than labels_per_class={labels_per_class} examples "
-            f"(some to test on); the smallest has {counts.min()}.")
+            f"Every class needs more than labels_per_class={labels_per_class} {unit} (some to test on); "
+            f"classes {sorted(small)} have {sorted(small.values())}. Lower labels_per_class or drop those "
+            f"classes (drop_small_classes). Received: labels_per_class={labels_per_class}")
     out = []
     for d in range(draws):
         rng = np.random.default_rng([seed, d])
-        train = np.concatenate([
-            rng.choice(np.flatnonzero(labels == c), labels_per_class, replace=False) for c in classes])
+        train = []
+        for c in classes:
+            members = np.flatnonzero(labels == c)
+            if groups is None:
+                train.append(rng.choice(members, labels_per_class, replace=False))
+                continue
+            chosen = rng.choice(np.unique(groups[members]), labels_per_class, replace=False)
+            train.append([rng.choice(members[groups[members] == g]) for g in chosen])
+        train = np.sort(np.concatenate(train)).astype("int64")
         mask = np.ones(len(labels), bool)
         mask[train] = False
-        out.append((np.sort(train), np.flatnonzero(mask)))
+        if groups is not None:
+            mask &= ~np.isin(groups, groups[train])
+        out.append((train, np.flatnonzero(mask)))
     return out
+
+
+def class_sizes(labels, groups=None) -> dict:
+    """`{class: size}`: examples per class, or distinct groups per class when `groups` is given."""
+    labels = np.asarray(labels)
+    if groups is None:
+        classes, counts = np.unique(labels, return_counts=True)
+        return {int(c): int(n) for c, n in zip(classes, counts)}
+    groups = np.asarray(groups)
+    return {int(c): len(np.unique(groups[labels == c])) for c in np.unique(labels)}
+
+
+def drop_small_classes(labels, labels_per_class: int, groups=None) -> tuple:
+    """The classes too small for `label_draws`, and the indices of the examples of the others.
+
+    Returns:
+        `(keep, dropped)`: sorted indices of the examples whose class has more
+        than `labels_per_class` examples (distinct groups, with `groups`), and
+        `{class: size}` of the classes left out.
+    """
+    labels = np.asarray(labels)
+    sizes = class_sizes(labels, groups)
+    dropped = {c: n for c, n in sizes.items() if n <= labels_per_class}
+    keep = np.flatnonzero(~np.isin(labels, list(dropped)))
+    if len(sizes) - len(dropped) < 2:
+        raise ValueError(f"Fewer than 2 classes have more than labels_per_class={labels_per_class} examples: "
+                         f"sizes {sizes}. Lower labels_per_class. Received: labels_per_class={labels_per_class}")
+    return keep, dropped
 
 
 def _summary(accuracies, **extra) -> dict:
@@ -282,7 +337,7 @@ def _summary(accuracies, **extra) -> dict:
 
 
 def evaluate_features(feature_fn, images, labels, labels_per_class: int = 100, draws: int = 5,
-                      seed: int = 0, cs=(0.01, 0.1, 1.0, 10.0)) -> dict:
+                      seed: int = 0, cs=(0.01, 0.1, 1.0, 10.0), groups=None) -> dict:
     """Linear L2-SVM test accuracy on features, over random few-label draws.
 
     Args:
@@ -292,6 +347,7 @@ def evaluate_features(feature_fn, images, labels, labels_per_class: int = 100, d
         draws: number of random draws (see `label_draws`).
         seed: seed of the draws.
         cs: the values of C tried (chosen per draw on 20% of its training labels).
+        groups: optional group ids keeping near copies out of the test set (`label_draws`).
 
     Returns:
         `{"mean", "std", "accuracies", "cs", "feature_length"}`: test accuracy
@@ -300,7 +356,7 @@ def evaluate_features(feature_fn, images, labels, labels_per_class: int = 100, d
     labels = np.asarray(labels)
     feats = np.asarray(feature_fn(images), dtype="float32").reshape(len(labels), -1)
     accs, chosen = [], []
-    for d, (train, test) in enumerate(label_draws(labels, labels_per_class, draws, seed)):
+    for d, (train, test) in enumerate(label_draws(labels, labels_per_class, draws, seed, groups)):
         model, c = train_linear_svm(feats[train], labels[train], cs=cs, seed=seed + d)
         accs.append(model.score(feats[test], labels[test]))
         chosen.append(c)
@@ -381,7 +437,8 @@ def prepare_images(discriminator: keras.Model, images) -> np.ndarray:
 
 def features_protocol(discriminator: keras.Model, images, labels, labels_per_class: int = 100,
                       draws: int = 5, seed: int = 0, include_supervised: bool = True,
-                      supervised_epochs: int = 20, grid: int = 4, log=None) -> dict:
+                      supervised_epochs: int = 20, grid: int = 4, log=None, groups=None,
+                      drop_small: bool = False) -> dict:
     """The four rows (pixels, random D, trained D, supervised D) on the same draws.
 
     Args:
@@ -395,22 +452,35 @@ def features_protocol(discriminator: keras.Model, images, labels, labels_per_cla
         supervised_epochs: its training epochs.
         grid: pooled grid side (4 in the paper).
         log: optional callable taking one progress line.
+        groups: optional per-image group ids: labelled examples come from
+            distinct groups and no test image shares a group with one
+            (`label_draws`), e.g. Twemoji's `base` emoji.
+        drop_small: leave out the classes with too few examples (groups) for
+            `labels_per_class` (`drop_small_classes`) instead of failing.
 
     Returns:
-        `{"labels_per_class", "draws", "num_train", "num_test", "rows": {name: summary}}`
+        `{"labels_per_class", "draws", "num_train", "num_test", "dropped_classes",
+        "rows": {name: summary}}` (`dropped_classes`: `{class: size}`)
         where each summary holds `mean`, `std` and per-draw `accuracies`
         (plus `seconds`).
     """
     log = log or (lambda line: None)
     labels = np.asarray(labels)
     images = np.asarray(images)
+    dropped = {}
+    if drop_small:
+        keep, dropped = drop_small_classes(labels, labels_per_class, groups)
+        if dropped:
+            log(f"dropped classes {dropped} (class: size): too small for {labels_per_class} labels per class")
+            images, labels = images[keep], labels[keep]
+            groups = None if groups is None else np.asarray(groups)[keep]
     want = tuple(int(s) for s in discriminator.input_shape[1:])
     if images.dtype == np.float32 and images.shape[1:] == want and images.min() < 0:
         x = images
     else:
         x = prepare_images(discriminator, images)
-    splits = label_draws(labels, labels_per_class, draws, seed)
-    common = dict(labels_per_class=labels_per_class, draws=draws, seed=seed)
+    splits = label_draws(labels, labels_per_class, draws, seed, groups)
+    common = dict(labels_per_class=labels_per_class, draws=draws, seed=seed, groups=groups)
     rows = {}
 
     def timed(name, fn):
@@ -441,6 +511,8 @@ def features_protocol(discriminator: keras.Model, images, labels, labels_per_cla
         "seed": seed,
         "num_train": int(len(splits[0][0])),
         "num_test": int(len(splits[0][1])),
+        "grouped": groups is not None,
+        "dropped_classes": {str(c): n for c, n in dropped.items()},
         "rows": rows,
     }
 
@@ -449,7 +521,9 @@ def markdown_table(table: dict) -> str:
     """The protocol's table as markdown: method, feature length, accuracy and error."""
     lines = [
         f"{table['labels_per_class']} labels per class ({table['num_train']} train, "
-        f"{table['num_test']} test), {table['draws']} draws",
+        f"{table['num_test']} test), {table['draws']} draws"
+        + (", no test image shares a group with a labelled one" if table.get("grouped") else "")
+        + (f"; classes left out (class: size): {table['dropped_classes']}" if table.get("dropped_classes") else ""),
         "",
         "| method | features | accuracy (mean +- std) | error | per draw |",
         "|---|---:|---:|---:|---|",
