@@ -157,3 +157,34 @@ def test_walk_and_arithmetic_commands_write_their_files(untrained, exported, tmp
     assert np.load(out / "arithmetic_z.npy").shape == (9, 16)
     assert main(["arithmetic", "--model", model, "--grid-size", "16", "--out", str(out), "--plus", "1,99"]) == 2
     assert main(["walk", "--model", str(tmp_path / "missing.keras"), "--out", str(out)]) == 2
+
+
+def test_label_arithmetic_picks_exemplars_by_label_and_moves_the_bases_to_the_target():
+    # A "generator" whose image is z itself (4x4x1) and a classifier that says class 1 when
+    # the mean pixel is positive: the vector from class 0's exemplars to class 1's is positive
+    # in the mean, so it moves class-0 samples towards class 1; a random direction mostly does not.
+    import keras
+
+    inputs = keras.Input((16,))
+    generator = keras.Model(inputs, keras.layers.Reshape((4, 4, 1))(inputs))
+
+    def classify(images):
+        m = images.reshape(len(images), -1).mean(axis=1)
+        p1 = 1 / (1 + np.exp(-8 * m))
+        return np.stack([1 - p1, p1], axis=1)
+
+    z = np.random.default_rng(0).standard_normal((200, 16)).astype("float32")
+    out = latent.label_arithmetic(generator, z, classify, source=0, target=1, k=3, num_bases=20, seed=0)
+    means = z.mean(axis=1)
+    assert out["target_exemplars"].shape == (3,) and out["source_exemplars"].shape == (3,)
+    assert np.all(means[out["target_exemplars"]] > 0) and np.all(means[out["source_exemplars"]] < 0)
+    # The exemplars are the 3 most confident of each class.
+    np.testing.assert_array_equal(np.sort(out["target_exemplars"]), np.sort(np.argsort(-means)[:3]))
+    assert out["bases"].shape == (20,) and np.all(means[out["bases"]] < 0)
+    assert not np.isin(out["bases"], out["source_exemplars"]).any()
+    assert out["images"].shape == out["random_images"].shape == (20, 4, 4, 1)
+    assert out["vector"].shape == (16,) and out["labels"].shape == (20,)
+    assert sum(out["pool_counts"]) == 200
+    assert out["share_target"] == 1.0 and out["share_target_random"] < 0.5
+    with pytest.raises(ValueError, match="classified 1"):
+        latent.label_arithmetic(generator, -np.abs(z), classify, source=0, target=1)

@@ -277,6 +277,72 @@ def along_direction(generator, z, direction, scales=None) -> np.ndarray:
     return render(generator, zs)
 
 
+def label_arithmetic(generator, z, classify, source: int, target: int, k: int = 3, num_bases: int = 32,
+                     seed: int = 0) -> dict:
+    """Vector arithmetic with exemplars picked by a classifier (section 6.3.2), scored by it.
+
+    The paper picked its three "smiling woman" / "neutral woman" / "neutral
+    man" exemplars by eye among samples; here a classifier picks them. Among
+    the samples of `z`, the `k` classified `target` with the highest
+    probability and the `k` classified `source` likewise are the exemplars;
+    `v = mean(z of target exemplars) - mean(z of source exemplars)` is added to
+    up to `num_bases` other samples classified `source`, and the results are
+    classified again. The control adds, to the same samples, random vectors of
+    the same norm as `v` (one random direction per sample).
+
+    Args:
+        generator: maps z to images (see the module's docstring).
+        z: the pool of latent vectors `(N, latent_dim)` to pick samples from.
+        classify: maps images `(n, H, W, C)` in [-1, 1] to class probabilities `(n, C)`.
+        source, target: class indices (e.g. male, female).
+        k: exemplars per class (3 in the paper).
+        num_bases: most samples the vector is added to.
+        seed: seed of which samples are bases and of the random vectors.
+
+    Returns:
+        `{"source_exemplars", "target_exemplars", "bases"}` (indices into `z`),
+        `"vector"` `(latent_dim,)`, `"images"` and `"random_images"`
+        `(num, H, W, C)`, their `"labels"` and `"random_labels"`,
+        `"share_target"` / `"share_target_random"` (shares of results
+        classified `target`), and `"pool_counts"` (samples of each class).
+    """
+    z = np.asarray(z, dtype="float32")
+    if z.ndim != 2 or k < 1 or num_bases < 1 or source == target:
+        raise ValueError(f"Need z of shape (N, latent_dim), k >= 1, num_bases >= 1 and source != target. "
+                         f"Received: z of shape {z.shape}, k={k}, num_bases={num_bases}, "
+                         f"source={source}, target={target}")
+    probs = np.asarray(classify(render(generator, z)))
+    labels = probs.argmax(axis=1)
+    counts = np.bincount(labels, minlength=probs.shape[1])
+    picked = {}
+    for name, c in (("source", source), ("target", target)):
+        members = np.flatnonzero(labels == c)
+        if len(members) < k + (1 if c == source else 0):
+            raise ValueError(
+                f"Only {len(members)} of the {len(z)} samples are classified {c} ({name}); need {k} exemplars"
+                f"{' and a sample to add the vector to' if c == source else ''}. Pass more z. "
+                f"Received: {name}={c}, k={k}, len(z)={len(z)}")
+        picked[name] = members[np.argsort(-probs[members, c], kind="stable")[:k]]
+    rng = np.random.default_rng(seed)
+    rest = np.setdiff1d(np.flatnonzero(labels == source), picked["source"])
+    bases = np.sort(rng.permutation(rest)[:num_bases])
+    vector = (z[picked["target"]].mean(axis=0) - z[picked["source"]].mean(axis=0)).astype("float32")
+    random = rng.standard_normal((len(bases), z.shape[1])).astype("float32")
+    random *= np.linalg.norm(vector) / np.linalg.norm(random, axis=1, keepdims=True)
+    images = render(generator, z[bases] + vector[None])
+    random_images = render(generator, z[bases] + random)
+    out_labels = np.asarray(classify(images)).argmax(axis=1)
+    random_labels = np.asarray(classify(random_images)).argmax(axis=1)
+    return {
+        "source_exemplars": picked["source"], "target_exemplars": picked["target"], "bases": bases,
+        "vector": vector, "images": images, "random_images": random_images,
+        "labels": out_labels, "random_labels": random_labels,
+        "share_target": float((out_labels == target).mean()),
+        "share_target_random": float((random_labels == target).mean()),
+        "pool_counts": counts.tolist(),
+    }
+
+
 # -- files ---------------------------------------------------------------------
 
 
