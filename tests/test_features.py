@@ -109,6 +109,7 @@ def test_evaluate_features_on_pixels(digits_subset):
                                         labels_per_class=10, draws=2)
     assert len(result["accuracies"]) == 2 and result["feature_length"] == 28 * 28
     assert 0.5 < result["mean"] <= 1.0  # digits from pixels with 100 labels: well above chance
+    assert len(result["balanced_accuracies"]) == 2 and 0.5 < result["balanced_mean"] <= 1.0
 
 
 def test_protocol_returns_all_rows(tiny_d, digits_subset):
@@ -197,3 +198,11 @@ def test_protocol_on_colour_twemoji_drops_the_small_class_and_beats_chance():
     for name in ("pixels", "random_d", "trained_d"):
         assert table["rows"][name]["mean"] > 0.6, name  # chance: 1/3
     assert "classes left out" in features.markdown_table(table)
+    # 16 test images per class: the balanced accuracy equals the plain one here.
+    assert table["rows"]["pixels"]["balanced_mean"] == pytest.approx(table["rows"]["pixels"]["mean"])
+
+
+def test_balanced_accuracy_weighs_each_class_alike():
+    truth = np.array([0] * 8 + [1] * 2)
+    predicted = np.zeros(10, int)  # always the majority class: 80% right, half the classes
+    assert features._balanced_accuracy(truth, predicted) == 0.5

@@ -350,17 +350,27 @@ def evaluate_features(feature_fn, images, labels, labels_per_class: int = 100, d
         groups: optional group ids keeping near copies out of the test set (`label_draws`).
 
     Returns:
-        `{"mean", "std", "accuracies", "cs", "feature_length"}`: test accuracy
-        over draws, its per-draw values and each draw's chosen C.
+        `{"mean", "std", "accuracies", "cs", "feature_length", "balanced_mean",
+        "balanced_accuracies"}`: test accuracy over draws, its per-draw values,
+        each draw's chosen C, and the balanced accuracy (mean per-class recall,
+        the number to read when the test classes are unbalanced).
     """
     labels = np.asarray(labels)
     feats = np.asarray(feature_fn(images), dtype="float32").reshape(len(labels), -1)
-    accs, chosen = [], []
+    accs, balanced, chosen = [], [], []
     for d, (train, test) in enumerate(label_draws(labels, labels_per_class, draws, seed, groups)):
         model, c = train_linear_svm(feats[train], labels[train], cs=cs, seed=seed + d)
-        accs.append(model.score(feats[test], labels[test]))
+        predicted = model.predict(feats[test])
+        accs.append(float(np.mean(predicted == labels[test])))
+        balanced.append(_balanced_accuracy(labels[test], predicted))
         chosen.append(c)
-    return _summary(accs, cs=chosen, feature_length=int(feats.shape[1]))
+    return _summary(accs, cs=chosen, feature_length=int(feats.shape[1]),
+                    balanced_mean=float(np.mean(balanced)), balanced_accuracies=balanced)
+
+
+def _balanced_accuracy(truth, predicted) -> float:
+    """The mean over the classes of the share of each class's examples predicted right."""
+    return float(np.mean([np.mean(predicted[truth == c] == c) for c in np.unique(truth)]))
 
 
 def supervised_baseline(discriminator: keras.Model, x_train, y_train, x_test, y_test,
@@ -525,8 +535,8 @@ def markdown_table(table: dict) -> str:
         + (", no test image shares a group with a labelled one" if table.get("grouped") else "")
         + (f"; classes left out (class: size): {table['dropped_classes']}" if table.get("dropped_classes") else ""),
         "",
-        "| method | features | accuracy (mean +- std) | error | per draw |",
-        "|---|---:|---:|---:|---|",
+        "| method | features | accuracy (mean +- std) | error | per draw | balanced accuracy |",
+        "|---|---:|---:|---:|---|---:|",
     ]
     for key in ROWS:
         if key not in table["rows"]:
@@ -534,6 +544,7 @@ def markdown_table(table: dict) -> str:
         row = table["rows"][key]
         length = row.get("feature_length", "-")
         per = ", ".join(f"{a:.4f}" for a in row["accuracies"])
+        balanced = f"{100 * row['balanced_mean']:.2f}%" if "balanced_mean" in row else "-"
         lines.append(f"| {ROW_NAMES[key]} | {length} | {100 * row['mean']:.2f}% +- {100 * row['std']:.2f} "
-                     f"| {100 * (1 - row['mean']):.2f}% | {per} |")
+                     f"| {100 * (1 - row['mean']):.2f}% | {per} | {balanced} |")
     return "\n".join(lines)
