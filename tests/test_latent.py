@@ -157,6 +157,9 @@ def test_walk_and_arithmetic_commands_write_their_files(untrained, exported, tmp
     assert np.load(out / "arithmetic_z.npy").shape == (9, 16)
     assert main(["arithmetic", "--model", model, "--grid-size", "16", "--out", str(out), "--plus", "1,99"]) == 2
     assert main(["walk", "--model", str(tmp_path / "missing.keras"), "--out", str(out)]) == 2
+    capsys.readouterr()
+    assert main(["arithmetic", "--model", model, "--grid-size", "16", "--out", str(out), "--by-gender"]) == 2
+    assert "64x64 colour" in capsys.readouterr().err  # refused before training the classifier
 
 
 def test_label_arithmetic_picks_exemplars_by_label_and_moves_the_bases_to_the_target():

@@ -3,6 +3,7 @@
     python -m dcgan_keras walk --model runs/digits/ckpt.keras --out runs/digits/walks
     python -m dcgan_keras arithmetic --model saved_models/digits/1 --out runs/digits/arith
     python -m dcgan_keras arithmetic --model ... --out ... --plus 3,17,40 --minus 5,9,21 --base 1,2,60
+    python -m dcgan_keras arithmetic --model runs/twemoji/ckpt.keras --out ... --by-gender --grid-size 1024
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ def register(subparsers):
     p.add_argument("--base", default=None, help="indices of exemplars to start from")
     p.add_argument("--noise-scale", type=float, default=0.25,
                    help="scale of the uniform noise added to the result for more samples (paper: 0.25)")
+    p.add_argument("--by-gender", action="store_true",
+                   help="64x64 Twemoji generators: a classifier trained on the emoji's gender labels picks 3 "
+                        "female and 3 male samples among --grid-size ones, adds mean(female) - mean(male) to "
+                        "other male samples, and scores how many turn female against random vectors of the same norm")
+    p.add_argument("--num-bases", type=int, default=64, help="with --by-gender: male samples the vector is added to")
     add_out(p)
     p.set_defaults(func=_run_arithmetic)
 
@@ -110,6 +116,8 @@ def _run_arithmetic(args) -> int:
         )
     generator = _load(args.model)
     z = latent.latent_vectors_for(generator, args.grid_size, args.seed)
+    if args.by_gender:
+        return _by_gender(args, generator, z)
     plus = _indices(args.plus, "plus", args.grid_size)
     minus = _indices(args.minus, "minus", args.grid_size)
     base = _indices(args.base, "base", args.grid_size)
@@ -138,5 +146,38 @@ def _run_arithmetic(args) -> int:
         "terms": terms_path,
         "plus": plus, "minus": minus, "base": base,
         "result_ink_mass": round(float(latent.ink_mass(result["images"][:1])[0]), 4),
+    }, indent=1))
+    return 0
+
+
+def _by_gender(args, generator, z) -> int:
+    from dcgan_keras.experiments import latent
+    from dcgan_keras.images import image_grid, save_png
+
+    shape = tuple(int(s) for s in latent.render(generator, z[:1]).shape[1:])
+    if shape != (64, 64, 3):
+        raise ValueError("--by-gender needs a generator of 64x64 colour images, trained on Twemoji (its classifier "
+                         f"is trained on them). Received: a generator of {shape} images")
+    classify, accuracy = latent.train_twemoji_gender_classifier(seed=0)  # one classifier for every --seed
+    male, female = latent.GENDER_CLASSES.index("male"), latent.GENDER_CLASSES.index("female")
+    out = latent.label_arithmetic(generator, z, classify, source=male, target=female, k=3,
+                                  num_bases=args.num_bases, seed=args.seed)
+    shown = out["bases"][:8]
+    rows = [latent.render(generator, z[shown]), out["images"][:8], out["random_images"][:8]]
+    path = save_png(image_grid(np.concatenate(rows), rows=3), os.path.join(args.out, "arithmetic_by_gender.png"))
+    print(json.dumps({
+        "figure": path,
+        "rows": "male samples; + mean(female) - mean(male); + a random vector of the same norm",
+        "classifier_held_out_accuracy": round(accuracy, 4),
+        "classes": latent.GENDER_CLASSES,
+        "pool_counts": out["pool_counts"],
+        "female_exemplars": out["target_exemplars"].tolist(), "male_exemplars": out["source_exemplars"].tolist(),
+        "vector_norm": round(float(np.linalg.norm(out["vector"])), 3),
+        "mean_z_norm": round(float(np.linalg.norm(z, axis=1).mean()), 3),
+        "num_bases": len(out["bases"]),
+        "share_female": round(out["share_target"], 4),
+        "share_female_random": round(out["share_target_random"], 4),
+        "result_classes": np.bincount(out["labels"], minlength=3).tolist(),
+        "random_classes": np.bincount(out["random_labels"], minlength=3).tolist(),
     }, indent=1))
     return 0

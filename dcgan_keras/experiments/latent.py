@@ -343,6 +343,54 @@ def label_arithmetic(generator, z, classify, source: int, target: int, k: int = 
     }
 
 
+GENDER_CLASSES = ("male", "female", "other")
+
+
+def train_twemoji_gender_classifier(epochs: int = 8, seed: int = 0):
+    """A small classifier of the bundled Twemoji into male, female and other (`GENDER_CLASSES`).
+
+    "male" and "female" are the emoji with that `gender` label (People & Body
+    for the most part, all skin tones), "other" every other emoji (neutral
+    people, and all other categories), so that on generated samples it can
+    tell a man or a woman from something else. Trained on the judge's training
+    split (`twemoji_judge.held_out_split`: whole skin-tone groups held out),
+    with class weights balancing the three classes.
+
+    Returns:
+        `(classify, held_out_accuracy)`: `classify` maps images in [-1, 1]
+        `(n, 64, 64, 3)` to probabilities `(n, 3)`; the accuracy is on the
+        held-out emoji.
+    """
+    import keras
+
+    from dcgan_keras.data import load_twemoji
+    from dcgan_keras.twemoji_judge import IMAGE_SIZE, held_out_split, real_twemoji
+
+    images, _ = real_twemoji()
+    gender = load_twemoji()["gender"]
+    labels = np.where(gender == "male", 0, np.where(gender == "female", 1, 2)).astype("int32")
+    train, held = held_out_split(seed)
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3)),
+        keras.layers.AveragePooling2D(2),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(128, 3, padding="same", activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(len(GENDER_CLASSES), activation="softmax"),
+    ], name="twemoji_gender")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    counts = np.bincount(labels[train], minlength=3)
+    weights = {c: len(train) / (3 * max(int(n), 1)) for c, n in enumerate(counts)}
+    model.fit(images[train], labels[train], batch_size=64, epochs=epochs, class_weight=weights, verbose=0)
+    _, accuracy = model.evaluate(images[held], labels[held], verbose=0)
+    return (lambda x: batched_forward(model, np.asarray(x, "float32"))), float(accuracy)
+
+
 # -- files ---------------------------------------------------------------------
 
 
