@@ -191,3 +191,13 @@ def test_label_arithmetic_picks_exemplars_by_label_and_moves_the_bases_to_the_ta
     assert out["share_target"] == 1.0 and out["share_target_random"] < 0.5
     with pytest.raises(ValueError, match="classified 1"):
         latent.label_arithmetic(generator, -np.abs(z), classify, source=0, target=1)
+
+
+def test_twemoji_gender_classifier_gives_three_class_probabilities():
+    classify, accuracy = latent.train_twemoji_gender_classifier(epochs=1, seed=0)
+    from dcgan_keras.twemoji_judge import real_twemoji
+
+    images, _ = real_twemoji()
+    probs = classify(images[:5])
+    assert probs.shape == (5, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert 0.0 <= accuracy <= 1.0 and latent.GENDER_CLASSES == ("male", "female", "other")
