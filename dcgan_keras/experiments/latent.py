@@ -364,7 +364,7 @@ def train_twemoji_gender_classifier(epochs: int = 8, seed: int = 0):
     import keras
 
     from dcgan_keras.data import load_twemoji
-    from dcgan_keras.twemoji_judge import IMAGE_SIZE, held_out_split, real_twemoji
+    from dcgan_keras.twemoji_judge import IMAGE_SIZE, convolutional_trunk, held_out_split, real_twemoji
 
     images, _ = real_twemoji()
     gender = load_twemoji()["gender"]
@@ -373,13 +373,7 @@ def train_twemoji_gender_classifier(epochs: int = 8, seed: int = 0):
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([
         keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3)),
-        keras.layers.AveragePooling2D(2),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(128, 3, padding="same", activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
+        *convolutional_trunk(),
         keras.layers.Dense(len(GENDER_CLASSES), activation="softmax"),
     ], name="twemoji_gender")
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
