@@ -222,4 +222,8 @@ def test_evaluate_cli_on_an_exported_model(tiny_config, monkeypatch, tmp_path, c
     # An untrained generator draws near-identical grey images (measured: recall 0.0, memorisation
     # ratio 2.7): they cover none of the real digits and copy none of them.
     assert report["recall"] < 0.05 and report["memorisation_ratio"] > 1.5
-    assert main(["evaluate", "--model", path, "--dataset", "tfds:cifar10"]) == 2
+    with pytest.raises(SystemExit) as stop:  # argparse's exit: only the bundled sets have judges
+        main(["evaluate", "--model", path, "--dataset", "tfds:cifar10"])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert "invalid choice: 'tfds:cifar10'" in error and "twemoji" in error
