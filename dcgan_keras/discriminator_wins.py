@@ -9,9 +9,10 @@ import keras
 logger = logging.getLogger("dcgan_keras")
 
 D_WINS_REMEDIES = (
-    "What to try: augment what D sees, adaptively (--augment translation,color,cutout --augment-target 0.6), "
-    "which keeps D from memorising a small data set; a stronger R1 penalty (--r1 2 or more); fewer epochs, "
-    "or the best epoch rather than the last (--keep-best d_fd; digit_fd for digits); more images."
+    "What to try: the best epoch rather than the last (--keep-best d_fd; digit_fd for digits), or fewer "
+    "epochs; more images; a stronger R1 penalty (--r1 2 or more); augmenting what D sees, adaptively "
+    "(--augment translation,color,cutout --augment-target 0.6), which keeps D from memorising a small data "
+    "set but did not improve the samples on the bundled Twemoji (docs/quality.md)."
 )
 
 
