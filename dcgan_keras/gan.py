@@ -341,7 +341,7 @@ class DCGAN(keras.Model):
         replica, so the replica's id is folded into the seed: otherwise all
         replicas would draw the same z and the global batch would hold only
         `batch_size / replicas` distinct noise vectors. On one device the
-        draws are `keras.random.normal(seed=seed_generator)`. Override it to
+        draws are `keras.random.normal` (or `uniform`) with `seed=seed_generator`. Override it to
         train with another prior.
 
         Args:
