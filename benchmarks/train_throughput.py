@@ -86,7 +86,7 @@ class EpochClock(keras.callbacks.Callback):
 
 def keras_round(config, steps, jit=False):
     """Builds and warms up a DCGAN; returns it and a function that times one epoch of `steps` steps."""
-    gan = dk.DCGAN.from_paper_config(config)
+    gan = dk.DCGAN.from_settings(config)
     gan.compile(jit_compile=jit)
     data = np.random.default_rng(0).uniform(-1, 1, (config.batch_size * 4, config.image_size, config.image_size, config.channels)).astype("float32")
     ds = tf.data.Dataset.from_tensor_slices(data).batch(config.batch_size, drop_remainder=True).cache().repeat()

@@ -28,7 +28,7 @@ _PUBLIC = {
     "load_digits": "data", "load_twemoji": "data", "make_dataset": "data",
     "make_strategy": "distribute",
     "export_generator": "export", "load_generator": "export",
-    "DCGAN": "gan", "paper_adam": "gan",
+    "DCGAN": "gan", "make_adam": "gan", "paper_adam": "gan",  # paper_adam: make_adam's old name
     "from_uint8": "images", "image_grid": "images", "save_png": "images", "to_uint8": "images",
     "DownConv2D": "fast_layers", "UpConv2D": "fast_layers",  # version 0.1's layer names
     "build_discriminator": "networks", "build_generator": "networks",

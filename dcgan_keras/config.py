@@ -108,9 +108,12 @@ def check_prior(latent_modes, mode_offset, latent_dim: int, distribution: str = 
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     """Hyper-parameters of a DCGAN, defaulting to Radford et al. (2016).
+
+    The one home of the settings: `DCGAN` keeps its `Config` (`DCGAN.config`)
+    and checkpoints save it. It is frozen; `replace` makes a changed copy.
 
     Args:
         image_size: side of the square images, one of 32, 64 or 128.
@@ -180,7 +183,7 @@ class Config:
 
     ```python
     config = Config(image_size=64, channels=3)
-    gan = DCGAN.from_paper_config(config)
+    gan = DCGAN.from_settings(config)
     ```
     """
 
@@ -260,7 +263,7 @@ class Config:
                 f"average. Received: ema_decay={self.ema_decay}"
             )
         if self.precision == "auto":
-            self.precision = auto_precision()
+            object.__setattr__(self, "precision", auto_precision())  # frozen: set once, here
         if self.precision not in SUPPORTED_PRECISIONS:
             raise ValueError(
                 f"precision must be one of {', '.join(PRECISION_CHOICES)} (a Keras "

@@ -326,7 +326,7 @@ def _backup_to_resume(run_dir: str, epochs: int) -> dict | None:
 def _build_model(config: Config, strategy) -> DCGAN:
     """A compiled DCGAN whose variables are replicated as `strategy` says."""
     with strategy.scope():
-        gan = DCGAN.from_paper_config(config)
+        gan = DCGAN.from_settings(config)
         gan.compile(jit_compile=config.jit_compile)  # the paper's Adam with config's learning rate and betas
     return gan
 

@@ -164,7 +164,7 @@ def test_a_folder_trains_at_64x64_for_two_epochs_with_a_known_epoch_length(tmp_p
     config = dk.Config(image_size=64, channels=3, latent_dim=16, base_width=8, batch_size=8, ema_decay=None, seed=0)
     ds = dk.make_dataset(tmp_path / "images", image_size=64, batch_size=8)
     assert int(ds.cardinality()) == 42 // 8 == 5
-    untrained = dk.DCGAN.from_paper_config(config).generator.get_weights()
+    untrained = dk.DCGAN.from_settings(config).generator.get_weights()
     summary = dk.train(config, tmp_path / "run", dataset=str(tmp_path / "images"), epochs=2, export_dir=None,
                        verbose=0, sample_every=10)
     gan = summary["model"]

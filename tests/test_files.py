@@ -36,7 +36,7 @@ def test_latent_vectors_are_seeded_standard_normal_and_shared_by_the_model(tiny_
     assert abs(z.mean()) < 0.03 and z.std() == pytest.approx(1.0, abs=0.03)
     np.testing.assert_array_equal(z, dk.latent_vectors(2000, 16, seed=3))
     assert not np.array_equal(z, dk.latent_vectors(2000, 16, seed=4))
-    gan = dk.DCGAN.from_paper_config(tiny_config.replace(latent_distribution="normal"))
+    gan = dk.DCGAN.from_settings(tiny_config.replace(latent_distribution="normal"))
     np.testing.assert_array_equal(gan.noise(5, seed=3), z[:5])
 
 

@@ -92,7 +92,7 @@ def test_fifos_and_other_special_files_are_skipped_and_named_instead_of_blocking
 BLOCKED_FIT = """
 import sys, tensorflow as tf, dcgan_keras as dk
 from dcgan_keras.guards import GracefulInterrupt
-gan = dk.DCGAN.from_paper_config(dk.Config(latent_dim=8, base_width=8, batch_size=2)); gan.compile()
+gan = dk.DCGAN.from_settings(dk.Config(latent_dim=8, base_width=8, batch_size=2)); gan.compile()
 read = lambda p: tf.zeros([32, 32, 1]) + tf.cast(tf.strings.length(tf.io.read_file(p)), tf.float32) * 0.0
 ds = tf.data.Dataset.from_tensors(sys.argv[1]).map(read).repeat().batch(2)
 print("ready", flush=True)

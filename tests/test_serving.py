@@ -29,7 +29,7 @@ def exported(tmp_path_factory):
     """A tiny DCGAN (the `tiny_config` model, with EMA and a prior of 4 modes) and its export, shared by the module."""
     config = dk.Config(image_size=32, channels=1, latent_dim=16, base_width=8, batch_size=32, seed=1, ema_decay=0.9,
                        latent_distribution="normal", latent_modes=4)
-    gan = dk.DCGAN.from_paper_config(config)
+    gan = dk.DCGAN.from_settings(config)
     path = dk.export_generator(gan, tmp_path_factory.mktemp("export") / "digits")
     return gan, path, tf.saved_model.load(path)
 
@@ -405,7 +405,7 @@ def test_tf_serving_answers_the_documented_rest_and_grpc_requests(exported, tmp_
 
 
 def test_cli_exports_a_checkpoint_and_samples_a_grid_from_the_saved_model(tiny_config, tmp_path, capsys):
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     gan.compile()
     gan.save(tmp_path / "ckpt.keras")
     root = tmp_path / "saved_models"
@@ -483,7 +483,7 @@ SIXTEEN_BITS = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 
 @pytest.mark.parametrize("precision", sorted(SIXTEEN_BITS))
 def test_a_mixed_precision_generator_exports_float32_ops_unless_keep_precision(tiny_config, tmp_path, precision):
-    gan = dk.DCGAN.from_paper_config(tiny_config.replace(precision=precision, latent_distribution="normal"))
+    gan = dk.DCGAN.from_settings(tiny_config.replace(precision=precision, latent_distribution="normal"))
     gan.compile()
     gan.fit(np.random.default_rng(0).uniform(-1, 1, (64, 32, 32, 1)).astype("float32"), batch_size=32, epochs=1, verbose=0)
     assert int(gan.g_optimizer.iterations.numpy()) >= 1
@@ -529,7 +529,7 @@ def test_float32_copy_holds_the_same_weights_and_a_float32_policy_in_every_layer
 
 
 def test_cli_export_keeps_the_16_bit_graph_only_with_keep_precision(tiny_config, tmp_path, capsys):
-    gan = dk.DCGAN.from_paper_config(tiny_config.replace(precision="mixed_bfloat16"))
+    gan = dk.DCGAN.from_settings(tiny_config.replace(precision="mixed_bfloat16"))
     gan.compile()
     gan.save(tmp_path / "ckpt.keras")
     args = ["export", "--checkpoint", str(tmp_path / "ckpt.keras"), "--name", "m", "--export-root", str(tmp_path)]
