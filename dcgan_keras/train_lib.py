@@ -12,20 +12,17 @@ import warnings
 
 import keras
 
-import numpy as np
-
-from dcgan_keras.callbacks import EvaluationCallback, LossPlot, SampleGrid, read_history_csv
+from dcgan_keras.callbacks import LossPlot, SampleGrid, read_history_csv
+from dcgan_keras.checkpoints import load_checkpoint
 from dcgan_keras.config import DEFAULT_EPOCHS, KEEP_BEST_METRICS, Config
 from dcgan_keras.data import input_shard, make_dataset
 from dcgan_keras.discriminator_wins import DiscriminatorWinsWarning
-from dcgan_keras.export import export_generator, load_checkpoint
+from dcgan_keras.export import export_generator
 from dcgan_keras.files import atomic_write_json, check_writable, locked_folder
 from dcgan_keras.distribute import get_strategy, is_chief, worker_task
 from dcgan_keras.epoch_log import progress_for
 from dcgan_keras.gan import DCGAN
-from dcgan_keras.judge import judge_context, real_digits
-from dcgan_keras.keep_best import KeepBest
-from dcgan_keras.metrics import discriminator_features, fid, frechet_metric, inception_features
+from dcgan_keras.keep_best import keep_best_callbacks
 from dcgan_keras.guards import (
     AtomicCheckpoint, DivergenceGuard, EpochLengthGuard, GracefulInterrupt, ModeCollapseGuard, RunBackup,
     TrainingInterrupted, read_backup, restore_backup,
@@ -239,7 +236,7 @@ def train(
             dataset, image_size=config.image_size, channels=config.channels, batch_size=config.batch_size,
             seed=config.seed, data_dir=data_dir, cache="off",
         )
-        best = _keep_best_callbacks(keep_best, evaluate_every, gan, reference, config, run_dir)
+        best = keep_best_callbacks(keep_best, evaluate_every, gan, reference, config, run_dir)
     all_callbacks = [EpochLengthGuard(ds), *_run_callbacks(
         config, run_dir, interrupt, [*(callbacks or []), *best], initial_epoch if resume else None,
         sample_every, tensorboard,
@@ -278,24 +275,6 @@ def train(
         "best_epoch": best[-1].best_epoch if best else None,
         "model": gan,
     }
-
-
-def _keep_best_callbacks(metric: str, every: int, gan, reference, config: Config, run_dir: str) -> list:
-    """An `EvaluationCallback` that logs `metric` and the `KeepBest` that keeps its best epoch.
-
-    `reference` is a dataset of real images (for "fid" and "d_fd"; digits use the bundled ones).
-    """
-    if metric == "digit_fd":
-        _, _, feature_fn = judge_context(config.image_size)
-        real = real_digits(config.image_size)
-    else:
-        real = np.concatenate([batch.numpy() for batch in reference.take(max(1, 2048 // config.batch_size))])
-        feature_fn = inception_features() if metric == "fid" else discriminator_features(gan.discriminator)
-    score = frechet_metric(real, feature_fn) if metric != "d_fd" else (lambda images: fid(real, images, feature_fn))
-    return [
-        EvaluationCallback(score, name=metric, every=every, seed=config.seed),
-        KeepBest(os.path.join(run_dir, "best.keras"), monitor=metric, mode="min"),
-    ]
 
 
 def _worker_dirs(run_dir: str, export_dir: str | None, strategy) -> tuple[str, str | None]:
