@@ -53,7 +53,7 @@ def settings_of_call(config, keywords: dict, generator) -> Config:
             f"DCGAN(generator, discriminator, config.replace(...)). Received: {', '.join(sorted(keywords))}"
         )
     if keywords:
-        renamed("DCGAN(generator, discriminator, **settings)", "DCGAN(generator, discriminator, Config(...))", 5)
+        renamed("DCGAN(generator, discriminator, **settings)", "DCGAN(generator, discriminator, Config(...))", 4)
     return settings_from_keywords(keywords, generator) if config is None else config
 
 

@@ -29,7 +29,7 @@ def _images(n=64, seed=0):
 def test_mixed_precision_trains_with_float32_outputs_losses_and_variables(tiny_config, precision):
     config = tiny_config.replace(precision=precision, ema_decay=0.9)
     nets = dk.DCGAN.from_settings(config)
-    gan = RecordingLossDtypes(nets.generator, nets.discriminator, ema_decay=0.9, seed=config.seed)
+    gan = RecordingLossDtypes(nets.generator, nets.discriminator, config)
     gan.compile()
 
     # Hidden layers compute in 16 bits; G's tanh and D's logit in float32.
