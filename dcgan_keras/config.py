@@ -22,7 +22,8 @@ AUGMENTATIONS = ("color", "translation", "cutout")
 # Names of the `tf.distribute` strategies of `dcgan_keras.distribute.make_strategy`.
 STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
 # Epochs of `train` (and `python -m dcgan_keras train`) when none are given: the default
-# recipe's 60 epochs of the bundled digits take 2.5 to 4.5 minutes of training on 2 CPU cores (README).
+# recipe's 60 epochs of the bundled digits took 143 to 146 s of training on 2 CPU cores for
+# seeds 0, 1 and 2 (README, "What the default run gives").
 DEFAULT_EPOCHS = 60
 # Scores `train(keep_best=...)` can pick the best epoch by (dcgan_keras.train_lib).
 KEEP_BEST_METRICS = ("digit_fd", "fid", "d_fd")
