@@ -16,11 +16,11 @@ import numpy as np
 
 from dcgan_keras.callbacks import EvaluationCallback, LossPlot, SampleGrid, read_history_csv
 from dcgan_keras.config import DEFAULT_EPOCHS, KEEP_BEST_METRICS, Config
-from dcgan_keras.data import input_shard, make_dataset
+from dcgan_keras.data import make_dataset
 from dcgan_keras.discriminator_wins import DiscriminatorWinsWarning
 from dcgan_keras.export import export_generator, load_checkpoint
 from dcgan_keras.files import atomic_write_json, check_writable, locked_folder
-from dcgan_keras.distribute import get_strategy, is_chief, worker_task
+from dcgan_keras.distribute import get_strategy, input_shard, is_chief, worker_task
 from dcgan_keras.epoch_log import progress_for
 from dcgan_keras.gan import DCGAN
 from dcgan_keras.judge import judge_context, real_digits
@@ -171,7 +171,7 @@ def train(
             the chief writes to `run_dir` and `export_dir`, the others write
             their (identical) results to `run_dir/workers/TYPE_ID`, which
             also keeps each worker's backup for `resume`. Each worker reads
-            its own share of the data (`data.input_shard`).
+            its own share of the data (`distribute.input_shard`).
         cache: `make_dataset`'s cache: "auto" (in memory when it fits 512 MiB),
             "memory", "off" or a cache file path.
         keep_best: export the generator of the best epoch by this score
