@@ -15,11 +15,11 @@ import keras
 from dcgan_keras.callbacks import LossPlot, SampleGrid, read_history_csv
 from dcgan_keras.checkpoints import load_checkpoint
 from dcgan_keras.config import DEFAULT_EPOCHS, KEEP_BEST_METRICS, Config
-from dcgan_keras.data import input_shard, make_dataset
+from dcgan_keras.data import make_dataset, open_source
 from dcgan_keras.discriminator_wins import DiscriminatorWinsWarning
 from dcgan_keras.export import export_generator
 from dcgan_keras.files import atomic_write_json, check_writable, locked_folder
-from dcgan_keras.distribute import get_strategy, is_chief, worker_task
+from dcgan_keras.distribute import get_strategy, input_shard, is_chief, worker_task
 from dcgan_keras.epoch_log import progress_for
 from dcgan_keras.gan import DCGAN
 from dcgan_keras.keep_best import keep_best_callbacks
@@ -128,6 +128,7 @@ def train(
     cache="auto",
     keep_best: str | None = None,
     evaluate_every: int = 2,
+    channels_from_dataset: bool = False,
 ) -> dict:
     """Trains a DCGAN and leaves its results in `run_dir`.
 
@@ -168,7 +169,7 @@ def train(
             the chief writes to `run_dir` and `export_dir`, the others write
             their (identical) results to `run_dir/workers/TYPE_ID`, which
             also keeps each worker's backup for `resume`. Each worker reads
-            its own share of the data (`data.input_shard`).
+            its own share of the data (`distribute.input_shard`).
         cache: `make_dataset`'s cache: "auto" (in memory when it fits 512 MiB),
             "memory", "off" or a cache file path.
         keep_best: export the generator of the best epoch by this score
@@ -181,6 +182,10 @@ def train(
             last; the best epoch is kept in `run_dir/best.keras` and
             `history.csv` gets the score and a `best_epoch` column.
         evaluate_every: epochs between two scores of `keep_best`.
+        channels_from_dataset: train on the dataset's own channels (1 for the
+            digits and grayscale TFDS datasets, 3 for Twemoji, folders and
+            colour ones), read from it where it is opened, instead of
+            `config.channels`; the run's config.json records them.
 
     Returns:
         A summary dict: history, wall time, images per second, paths.
@@ -214,14 +219,17 @@ def train(
         check_writable(export_dir, "--export-dir")
     if isinstance(cache, (str, os.PathLike)) and os.fspath(cache) not in ("auto", "memory", "off"):
         check_writable(os.path.dirname(os.path.abspath(os.fspath(cache))), "--cache")
+    keras.utils.set_random_seed(config.seed)
+    source = open_source(dataset, data_dir, config.image_size)  # once: its channels, then its images
+    if channels_from_dataset:
+        config = config.replace(channels=source.channels)
     record = _run_record(config, dataset)
     replaced = _check_run_dir(run_dir, record, resume, overwrite)
     backup = _backup_to_resume(run_dir, epochs) if resume else None
     resume = backup is not None
-    keras.utils.set_random_seed(config.seed)
 
     ds = make_dataset(
-        dataset, image_size=config.image_size, channels=config.channels,
+        source, image_size=config.image_size, channels=config.channels,
         batch_size=config.batch_size, seed=config.seed, data_dir=data_dir,
         cache=cache, shard=input_shard(strategy),
     )
