@@ -23,10 +23,19 @@ AUGMENTATIONS = ("color", "translation", "cutout")
 STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
 # Epochs of `train` (and `python -m dcgan_keras train`) when none are given: the default
 # recipe's 60 epochs of the bundled digits took 143 to 146 s of training on 2 CPU cores for
-# seeds 0, 1 and 2 (README, "What the default run gives").
+# seeds 0, 1 and 2 (README, "What the default run gives"). A smaller data set gets more
+# epochs, up to the digits' 4,680 steps (`default_epochs`).
 DEFAULT_EPOCHS = 60
+DEFAULT_MIN_STEPS = 4680
 # Scores `train(keep_best=...)` can pick the best epoch by (dcgan_keras.train_lib).
 KEEP_BEST_METRICS = ("digit_fd", "fid", "d_fd")
+
+
+def default_epochs(steps_per_epoch: int) -> int:
+    """`train`'s epochs when none are given: 60, or as many as make 4,680 steps (the digits' 60
+    epochs at batch 64) on a data set with fewer steps per epoch, e.g. 87 epochs of the 3,491
+    Twemoji and 669 of a folder of 500 images (docs/quality.md, "Epochs")."""
+    return max(DEFAULT_EPOCHS, math.ceil(DEFAULT_MIN_STEPS / max(1, steps_per_epoch)))
 
 
 def cpu_has_bfloat16() -> bool:

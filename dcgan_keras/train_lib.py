@@ -14,7 +14,7 @@ import keras
 
 from dcgan_keras.callbacks import LossPlot, SampleGrid, read_history_csv
 from dcgan_keras.checkpoints import load_checkpoint
-from dcgan_keras.config import DEFAULT_EPOCHS, KEEP_BEST_METRICS, Config
+from dcgan_keras.config import KEEP_BEST_METRICS, Config, default_epochs
 from dcgan_keras.data import make_dataset, open_source
 from dcgan_keras.discriminator_wins import DiscriminatorWinsWarning
 from dcgan_keras.export import export_generator
@@ -115,7 +115,7 @@ def train(
     config: Config,
     run_dir,
     dataset="digits",
-    epochs: int = DEFAULT_EPOCHS,
+    epochs: int | None = None,
     export_dir: str | None = "saved_models/digits",
     sample_every: int = 1,
     tensorboard: bool = False,
@@ -140,7 +140,8 @@ def train(
         config: hyper-parameters; `image_size` and `channels` set the data.
         run_dir: folder of this run (created).
         dataset: a source for `make_dataset` ("digits", "tfds:NAME", a folder, an array).
-        epochs: passes over the dataset.
+        epochs: passes over the dataset; `None`: `config.default_epochs` (60, more on a
+            data set of fewer than 78 batches).
         export_dir: where the generator's SavedModel versions go (`None`: no export).
         sample_every: epochs between sample grids.
         tensorboard: also log to `run_dir/logs` for TensorBoard.
@@ -196,7 +197,7 @@ def train(
         TrainingInterrupted: Ctrl-C or SIGTERM; the last finished epoch is
             saved, and `resume=True` continues from it.
     """
-    if epochs < 1:
+    if epochs is not None and epochs < 1:
         raise ValueError(f"epochs must be a positive integer. Received: epochs={epochs}")
     for name, value in (("sample_every", sample_every), ("evaluate_every", evaluate_every)):
         if not isinstance(value, int) or value < 1:
@@ -223,6 +224,8 @@ def train(
     source = open_source(dataset, data_dir, config.image_size)  # once: its channels, then its images
     if channels_from_dataset:
         config = config.replace(channels=source.channels)
+    if epochs is None:
+        epochs = default_epochs(source.count // config.batch_size)
     record = _run_record(config, dataset)
     replaced = _check_run_dir(run_dir, record, resume, overwrite)
     backup = _backup_to_resume(run_dir, epochs) if resume else None

@@ -46,3 +46,12 @@ def test_resume_restores_weights_optimizer_states_noise_and_epoch_counter(tiny_c
     fresh = dk.train(tiny_config, tmp_path / "resumed", epochs=1, overwrite=True, **kwargs)
     assert fresh["model"].g_optimizer.iterations.numpy() == 1
     assert len(dk.callbacks.read_history_csv(csv_path)["g_loss"]) == 1
+
+
+def test_without_epochs_a_small_data_set_trains_for_the_default_number_of_steps(tiny_config, tmp_path, monkeypatch):
+    assert [dk.config.default_epochs(steps) for steps in (78, 54, 7)] == [60, 87, 669]  # digits, Twemoji, 500 images
+    monkeypatch.setattr(dk.config, "DEFAULT_EPOCHS", 1)
+    monkeypatch.setattr(dk.config, "DEFAULT_MIN_STEPS", 6)
+    data = np.random.default_rng(0).uniform(0, 1, (64, 32, 32, 1)).astype("float32")  # 2 steps per epoch
+    result = dk.train(tiny_config, tmp_path / "run", dataset=data, export_dir=None, verbose=0, sample_every=10)
+    assert result["steps"] == 6 and len(result["history"]["g_loss"]) == 3

@@ -15,7 +15,7 @@ import json
 import os
 
 from dcgan_keras.config import (
-    AUGMENTATIONS, DEFAULT_EPOCHS, KEEP_BEST_METRICS, PRECISION_CHOICES, RECIPES, STRATEGIES, Config, parse_policy,
+    AUGMENTATIONS, DEFAULT_EPOCHS, DEFAULT_MIN_STEPS, KEEP_BEST_METRICS, PRECISION_CHOICES, RECIPES, STRATEGIES, Config, parse_policy,
 )
 
 
@@ -99,8 +99,9 @@ def register(subparsers):
                         "'tfds:NAME[:SPLIT]', or a folder of images")
     p.add_argument("--channels", type=int, default=None,
                    help="1 or 3 (default: the dataset's own; digits 1, folders 3)")
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                   help=f"passes over the data (default: {DEFAULT_EPOCHS})")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"passes over the data (default: {DEFAULT_EPOCHS}, or as many as make "
+                        f"{DEFAULT_MIN_STEPS:,} steps on a smaller data set)")
     for flag, field, kind, text in _CONFIG_FLAGS:
         p.add_argument(flag, type=kind, default=None, metavar=_METAVARS.get(flag),
                        help=f"{text} ({_recipe_default(field)})")
