@@ -41,7 +41,7 @@ import numpy as np
 import keras
 from keras import layers
 
-from dcgan_keras.experiments.guided import resolve_layer
+from dcgan_keras.experiments._shared import resolve_layer
 from dcgan_keras.sampling import batched_forward, from_standard_normal, latent_prior, latent_vectors_for, record_prior
 
 _WEIGHTED = (layers.Conv2D, layers.Conv2DTranspose, layers.Dense)
