@@ -429,12 +429,12 @@ def concept_removal(labels_before, labels_after, concept: int) -> dict:
         others whose class is unchanged (1 = the rest of the pictures kept
         what they were).
     """
-    before = np.asarray(labels_before) == concept
-    after = np.asarray(labels_after) == concept
-    same = np.asarray(labels_before) == np.asarray(labels_after)
-    if before.shape != after.shape or before.ndim != 1:
+    labels_before, labels_after = np.asarray(labels_before), np.asarray(labels_after)
+    if labels_before.shape != labels_after.shape or labels_before.ndim != 1:
         raise ValueError(f"labels_before and labels_after must be (N,) of one length. "
-                         f"Received: {np.shape(labels_before)}, {np.shape(labels_after)}")
+                         f"Received: {labels_before.shape}, {labels_after.shape}")
+    before, after = labels_before == concept, labels_after == concept
+    same = labels_before == labels_after
     return {
         "share_before": float(before.mean()),
         "share_after": float(after.mean()),

@@ -222,6 +222,25 @@ def top_activating(discriminator: keras.Model, images, layer=None, k: int = 9,
     return {"layer": target.name, "channels": channels, "indices": order, "values": values}
 
 
+def label_purity(top_indices, labels) -> np.ndarray:
+    """For each feature map, the share of its top images that carry its most common label.
+
+    `top_indices` is `top_activating`'s `(channels, k)` "indices"; `labels`
+    one label per image (e.g. the Twemoji category, or `base`: the same emoji
+    in any skin tone). 1.0 means all k images of a map share a label; a map
+    that picks images at random scores about the largest class's share.
+    """
+    labels = np.asarray(labels)
+    top = np.asarray(top_indices)
+    if top.ndim != 2:
+        raise ValueError(f"top_indices must be (channels, k). Received: shape {top.shape}")
+    out = []
+    for row in top:
+        _, counts = np.unique(labels[row], return_counts=True)
+        out.append(counts.max() / len(row))
+    return np.asarray(out, dtype="float64")
+
+
 # -- figures ----------------------------------------------------------------------------
 
 

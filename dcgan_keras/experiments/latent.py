@@ -441,11 +441,17 @@ def figure7_plot(result: dict, names=("plus", "minus", "base"), dpi: int = 100):
 
     exemplars, means, images = result["exemplar_images"], result["mean_images"], result["images"]
     k = exemplars.shape[1]
+
+    def show(ax, grid):
+        grid = (grid + 1) / 2
+        ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1,
+                  interpolation="nearest")
+
     fig = Figure(figsize=(7.5, 0.95 * (k + 1) + 0.4), dpi=dpi, layout="constrained")
     axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1, 1, 1, 3]})
     for col, (ax, name) in enumerate(zip(axes[:3], names)):
         column = image_grid(np.concatenate([exemplars[col], means[col][None]]), rows=k + 1, padding=2)
-        ax.imshow((column + 1) / 2, interpolation="nearest")
+        show(ax, column)
         height = column.shape[0] / (k + 1)
         ax.add_patch(Rectangle((0.5, k * height + 0.5), column.shape[1] - 2, height - 1, fill=False,
                                edgecolor="red", linewidth=1.2))
@@ -455,7 +461,7 @@ def figure7_plot(result: dict, names=("plus", "minus", "base"), dpi: int = 100):
     if len(images) == 9:  # the result in the middle of the variants, as in the paper
         order = [1, 2, 3, 4, 0, 5, 6, 7, 8]
     grid = image_grid(images[order], rows=int(np.ceil(np.sqrt(len(images)))), padding=2)
-    axes[3].imshow((grid + 1) / 2, interpolation="nearest")
+    show(axes[3], grid)
     axes[3].set_title(f"= result{' (centre)' if len(images) == 9 else ''} and {len(images) - 1} noisy variants",
                       fontsize=9)
     axes[3].axis("off")
