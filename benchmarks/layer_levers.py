@@ -35,7 +35,7 @@ def weight_gradients(layer, variant):
 
 
 def build(config, variant, ds):
-    gan = dk.DCGAN.from_paper_config(config)
+    gan = dk.DCGAN.from_settings(config)
     # Set before the first call traces the layers.
     for layer in gan.generator.layers + gan.discriminator.layers:
         if isinstance(layer, fast_layers.BatchNormalization) and variant == "unfused":

@@ -56,7 +56,7 @@ def main():
     config = dk.Config(image_size=args.size, channels=args.channels, batch_size=128, precision=args.precision)
     data = np.random.default_rng(0).uniform(-1, 1, (512, args.size, args.size, args.channels)).astype("float32")
     ds = tf.data.Dataset.from_tensor_slices(data).batch(128, drop_remainder=True).cache().repeat()
-    gan = dk.DCGAN.from_paper_config(config)
+    gan = dk.DCGAN.from_settings(config)
     gan.compile()
     gan.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)  # trace and warm up
     with tempfile.TemporaryDirectory() as logdir:

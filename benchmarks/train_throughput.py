@@ -86,7 +86,7 @@ class EpochClock(keras.callbacks.Callback):
 
 def keras_round(config, steps, jit=False):
     """Builds and warms up a DCGAN; returns it and a function that times one epoch of `steps` steps."""
-    gan = dk.DCGAN.from_paper_config(config)
+    gan = dk.DCGAN.from_settings(config)
     gan.compile(jit_compile=jit)
     data = np.random.default_rng(0).uniform(-1, 1, (config.batch_size * 4, config.image_size, config.image_size, config.channels)).astype("float32")
     ds = tf.data.Dataset.from_tensor_slices(data).batch(config.batch_size, drop_remainder=True).cache().repeat()
@@ -148,24 +148,13 @@ def serving_rate(gan, repeats):
 TORCH_VARIANTS = {"default": ("contiguous", False), "channels_last": ("channels_last", False), "same_work": ("contiguous", True)}
 
 
-def torch_rounds(config, steps, device="cpu", variants=tuple(TORCH_VARIANTS)):
-    """The pytorch/examples DCGAN step, warmed up, in each of `variants` (of `TORCH_VARIANTS`).
+def torch_networks(config):
+    """pytorch/examples' DCGAN `(G, D)` for `config`'s size, channels, z and width (ngf = ndf = base_width).
 
-    Runs on `device` ("cpu" or "cuda"), under `torch.autocast` in bfloat16 or
-    float16 as `config.precision` says (float16 with a `GradScaler`, as Keras'
-    loss scaling). Returns {variant: (one_round, inference_rate)} where one_round()
-    times `steps` training steps in images/s and inference_rate is G in eval mode
-    at batch 256; None without torch.
+    D ends in a logit (the examples' Sigmoid is folded into `BCEWithLogitsLoss`).
     """
-    try:
-        import torch
-        from torch import nn
-    except ImportError:
-        return None
-    if device == "cuda":
-        torch.backends.cudnn.benchmark = True  # as pytorch/examples' dcgan
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    half = {"mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}.get(config.precision)
+    from torch import nn
+
     nz, ngf, nc, size = config.latent_dim, config.base_width, config.channels, config.image_size
     stages = int(np.log2(size // 4))
 
@@ -187,10 +176,33 @@ def torch_rounds(config, steps, device="cpu", variants=tuple(TORCH_VARIANTS)):
             cin, width = width, width * 2
         return nn.Sequential(*layers, nn.Conv2d(cin, 1, 4, 1, 0, bias=False), nn.Flatten())
 
+    return generator(), discriminator()
+
+
+def torch_rounds(config, steps, device="cpu", variants=tuple(TORCH_VARIANTS)):
+    """The pytorch/examples DCGAN step, warmed up, in each of `variants` (of `TORCH_VARIANTS`).
+
+    Runs on `device` ("cpu" or "cuda"), under `torch.autocast` in bfloat16 or
+    float16 as `config.precision` says (float16 with a `GradScaler`, as Keras'
+    loss scaling). Returns {variant: (one_round, inference_rate)} where one_round()
+    times `steps` training steps in images/s and inference_rate is G in eval mode
+    at batch 256; None without torch.
+    """
+    try:
+        import torch
+        from torch import nn
+    except ImportError:
+        return None
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True  # as pytorch/examples' dcgan
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    half = {"mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}.get(config.precision)
+    nz, nc, size = config.latent_dim, config.channels, config.image_size
+
     results = {}
     for variant in variants:
         fmt, freeze_d = TORCH_VARIANTS[variant]
-        G, D = generator(), discriminator()
+        G, D = torch_networks(config)
         memory = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
         G, D = G.to(device, memory_format=memory), D.to(device, memory_format=memory)
         opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))

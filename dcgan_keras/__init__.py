@@ -27,8 +27,8 @@ _PUBLIC = {
     "Config": "config",
     "load_digits": "data", "load_twemoji": "data", "make_dataset": "data",
     "make_strategy": "distribute",
-    "export_generator": "export", "load_generator": "export",
-    "DCGAN": "gan", "paper_adam": "gan",
+    "load_generator": "checkpoints", "export_generator": "export",
+    "DCGAN": "gan", "make_adam": "gan", "paper_adam": "gan",  # paper_adam: make_adam's old name
     "from_uint8": "images", "image_grid": "images", "save_png": "images", "to_uint8": "images",
     "DownConv2D": "fast_layers", "UpConv2D": "fast_layers",  # version 0.1's layer names
     "build_discriminator": "networks", "build_generator": "networks",

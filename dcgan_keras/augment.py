@@ -9,7 +9,7 @@ discriminator then cannot win by memorising a small training set, and the
 generator is not taught to produce augmented images, because the fakes are
 augmented exactly like the reals.
 
-The paper (Radford et al. 2016) uses no augmentation; `DCGAN(augment=None)`
+The paper (Radford et al. 2016) uses no augmentation; `Config(augment=None)`
 is that setting.
 
 Pixel values of inputs and outputs are in [-1, 1] (brightness may leave it

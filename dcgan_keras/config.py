@@ -22,10 +22,20 @@ AUGMENTATIONS = ("color", "translation", "cutout")
 # Names of the `tf.distribute` strategies of `dcgan_keras.distribute.make_strategy`.
 STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
 # Epochs of `train` (and `python -m dcgan_keras train`) when none are given: the default
-# recipe's 60 epochs of the bundled digits take 2.5 to 4.5 minutes of training on 2 CPU cores (README).
+# recipe's 60 epochs of the bundled digits took 143 to 146 s of training on 2 CPU cores for
+# seeds 0, 1 and 2 (README, "What the default run gives"). A smaller data set gets more
+# epochs, up to the digits' 4,680 steps (`default_epochs`).
 DEFAULT_EPOCHS = 60
+DEFAULT_MIN_STEPS = 4680
 # Scores `train(keep_best=...)` can pick the best epoch by (dcgan_keras.train_lib).
 KEEP_BEST_METRICS = ("digit_fd", "fid", "d_fd")
+
+
+def default_epochs(steps_per_epoch: int) -> int:
+    """`train`'s epochs when none are given: 60, or as many as make 4,680 steps (the digits' 60
+    epochs at batch 64) on a data set with fewer steps per epoch, e.g. 87 epochs of the 3,491
+    Twemoji and 669 of a folder of 500 images (docs/quality.md, "Epochs")."""
+    return max(DEFAULT_EPOCHS, math.ceil(DEFAULT_MIN_STEPS / max(1, steps_per_epoch)))
 
 
 def cpu_has_bfloat16() -> bool:
@@ -108,9 +118,12 @@ def check_prior(latent_modes, mode_offset, latent_dim: int, distribution: str = 
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     """Hyper-parameters of a DCGAN, defaulting to Radford et al. (2016).
+
+    The one home of the settings: `DCGAN` keeps its `Config` (`DCGAN.config`)
+    and checkpoints save it. It is frozen; `replace` makes a changed copy.
 
     Args:
         image_size: side of the square images, one of 32, 64 or 128.
@@ -180,7 +193,7 @@ class Config:
 
     ```python
     config = Config(image_size=64, channels=3)
-    gan = DCGAN.from_paper_config(config)
+    gan = DCGAN.from_settings(config)
     ```
     """
 
@@ -260,7 +273,7 @@ class Config:
                 f"average. Received: ema_decay={self.ema_decay}"
             )
         if self.precision == "auto":
-            self.precision = auto_precision()
+            object.__setattr__(self, "precision", auto_precision())  # frozen: set once, here
         if self.precision not in SUPPORTED_PRECISIONS:
             raise ValueError(
                 f"precision must be one of {', '.join(PRECISION_CHOICES)} (a Keras "
@@ -290,7 +303,8 @@ class Config:
           the bundled digits (README, "What the default run gives"): base
           width 32 (the paper's layers, half as wide), batch 64, EMA 0.999,
           learning rates 8e-4 (D) and 1.6e-3 (G), Adam's betas 0 and 0.99,
-          the R1 penalty with gamma 1 on one step in 4 (lazy R1), z drawn
+          the R1 penalty on one step in 4 (lazy R1) with gamma 1 at 32x32,
+          5 at 64x64 and 20 at 128x128 (`BySize`), z drawn
           from a mixture of 10 unit Gaussians (`latent_distribution="normal"`,
           `latent_modes=10`, offset 5)
           and `precision="auto"`. Its networks cost a third of the paper's per
@@ -305,7 +319,9 @@ class Config:
         """
         if recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {', '.join(RECIPES)}. Received: recipe={recipe!r}")
-        return cls(**{**RECIPES[recipe], **overrides})
+        values = {**RECIPES[recipe], **overrides}
+        image_size = values.get("image_size", cls.image_size)
+        return cls(**{k: v.at(image_size) if isinstance(v, BySize) else v for k, v in values.items()})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -325,12 +341,31 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+@dataclasses.dataclass(frozen=True)
+class BySize:
+    """A recipe value that depends on the image side: `values[image_size]`.
+
+    The default's R1 weight is one: 1 at 32x32 (measured on the digits), 5 at
+    64x64 (measured on the Twemoji, docs/quality.md), and 4x that at 128x128,
+    where R1's weight grows with the number of pixels as in StyleGAN2-ADA's
+    heuristic (not measured here).
+    """
+
+    values: tuple  # ((image_size, value), ...)
+
+    def at(self, image_size: int):
+        return dict(self.values).get(image_size, self.values[0][1])  # `Config` refuses other sizes
+
+    def __str__(self) -> str:
+        return ", ".join(f"{value:g} at {side}x{side}" for side, value in self.values)
+
+
 # Named starting points for `Config.from_recipe` and `train --recipe`.
 RECIPES = {
     "paper": {},  # Config's own defaults are the paper's
     "default": {
         "base_width": 32, "batch_size": 64, "ema_decay": 0.999, "learning_rate": 8e-4, "g_learning_rate": 1.6e-3,
-        "beta_1": 0.0, "beta_2": 0.99, "r1_gamma": 1.0, "r1_every": 4, "precision": "auto",
+        "beta_1": 0.0, "beta_2": 0.99, "r1_gamma": BySize(((32, 1.0), (64, 5.0), (128, 20.0))), "r1_every": 4, "precision": "auto",
         "latent_distribution": "normal", "latent_modes": 10,
     },
 }

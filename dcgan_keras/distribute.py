@@ -201,6 +201,29 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return task_type == "worker" and task_id == 0 and "chief" not in cluster
 
 
+def input_shard(strategy=None) -> tuple[int, int] | None:
+    """`(num_workers, worker_index)` of this process under a multi-worker strategy.
+
+    Args:
+        strategy: a `tf.distribute.Strategy`; `None` uses the one whose scope
+            is active.
+
+    Returns:
+        `(num_workers, worker_index)` for `data.make_dataset(shard=...)` when the
+        strategy spans several workers (`TF_CONFIG`); `None` otherwise.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or isinstance(strategy, tf.distribute.TPUStrategy):
+        return None
+    cluster = resolver.cluster_spec().as_dict()
+    chiefs, workers = len(cluster.get("chief", [])), len(cluster.get("worker", []))
+    if chiefs + workers <= 1 or resolver.task_type not in ("chief", "worker"):
+        return None
+    index = resolver.task_id if resolver.task_type == "chief" else chiefs + resolver.task_id
+    return chiefs + workers, index
+
+
 def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
     # The condition under which Keras' fit reduces logs across workers.
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(

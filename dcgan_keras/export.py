@@ -1,27 +1,28 @@
-"""Export of the generator as a versioned SavedModel that TF Serving serves."""
+"""Export of the generator as a versioned SavedModel that TF Serving serves.
+
+Reading exports and checkpoints back is `dcgan_keras.checkpoints`' (its loaders are
+importable from here too, where they lived before).
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import warnings
-import zipfile
 
 import numpy as np
 
 import keras
 import tensorflow as tf
 
-from dcgan_keras.sampling import DISTRIBUTIONS, MODE_OFFSET, from_standard_normal, latent_prior, record_prior
+from dcgan_keras.checkpoints import (  # noqa: F401  (the loaders' old home: importable from here too)
+    SavedModelGenerator, _as_generator, check_latent, load_checkpoint, load_generator, load_sampler,
+)
+from dcgan_keras.sampling import DISTRIBUTIONS, MODE_OFFSET, from_standard_normal, latent_prior
 
 # The most images one call of an export's `sample` or `latent` signature makes: a bound on
 # what one request can cost a server (1,024 64x64x3 images take ~0.6 s on 2 CPU cores).
 MAX_NUM_IMAGES = 1024
-
-
-def _as_generator(model) -> keras.Model:
-    # A DCGAN exports its sampler (the EMA generator when it keeps one).
-    return getattr(model, "sampler", model)
 
 
 def next_version(base_dir) -> int:
@@ -282,7 +283,7 @@ def export_generator(model, base_dir, version: int | None = None, keep_precision
     archive.add_endpoint("latent", latent, input_signature=sample_spec)
     # The same tf.Variables, in the generator's layer order and with its weight
     # names, for programs that rebuild the Keras generator from an export
-    # (`experiments.ablation.generator_from_saved_model`).
+    # (`checkpoints.generator_from_saved_model`).
     archive.add_variable_collection("generator_variables", [weight.value for weight in served.weights])
     # The prior the generator was trained on (`generator_variables` rebuild the generator
     # without the map from N(0, I)), and a mark that the signatures take z ~ N(0, I).
@@ -331,186 +332,3 @@ def saved_model_op_dtypes(path) -> dict[str, list[str]]:
             if "T" in node.attr and node.attr["T"].type:
                 found.setdefault(node.op, set()).add(tf.dtypes.as_dtype(node.attr["T"].type).name)
     return {op: sorted(dtypes) for op, dtypes in sorted(found.items())}
-
-
-class SavedModelGenerator:
-    """A generator loaded from an exported SavedModel, callable like a Keras generator.
-
-    Calling it with z of shape `(batch, latent_dim)` returns float32 images in
-    [-1, 1] (decoded from the export's uint8 pixels), so experiments accept it
-    wherever they accept a `keras.Model` generator. It takes z ~ N(0, I)
-    (`latent_prior` says so); `trained_prior` is the prior its generator was
-    trained on. (Exports written before the map from N(0, I) take that prior.)
-
-    Args:
-        path: a version folder written by `export_generator`, e.g. `saved_models/digits/1`.
-    """
-
-    def __init__(self, path):
-        self.path = os.fspath(path)
-        if not os.path.exists(os.path.join(self.path, "saved_model.pb")):
-            raise FileNotFoundError(
-                f"No SavedModel at {self.path!r} (no saved_model.pb). Pass a version "
-                "folder such as saved_models/NAME/1, written by `train` or `export`."
-            )
-        self._loaded = _load_saved_model(self.path)
-        signatures = self._loaded.signatures
-        serve = signatures["serving_default"] if "serving_default" in signatures else None
-        if (
-            serve is None or "z" not in serve.structured_input_signature[1]
-            or "images" not in serve.structured_outputs
-        ):
-            raise ValueError(_foreign(self.path, signatures))
-        self._serve = serve
-        spec = self._serve.structured_input_signature[1]["z"]
-        self.latent_dim = int(spec.shape[-1])
-        self.input_shape = (None, self.latent_dim)
-        out = self._serve.structured_outputs["images"]
-        self.output_shape = (None, *[int(d) for d in out.shape[1:]])
-        values = [v.numpy() for v in getattr(self._loaded, "latent_prior", [])]  # exports before priors: N(0, I)
-        self.trained_prior = (
-            (int(values[0]), float(values[1]), DISTRIBUTIONS[int(values[2])] if len(values) > 2 else "normal")
-            if values else (0, MODE_OFFSET, "normal")
-        )
-        takes_standard_normal = bool(getattr(self._loaded, "standard_normal_input", []))
-        record_prior(self, *((0, MODE_OFFSET, "normal") if takes_standard_normal else self.trained_prior))
-
-    def __call__(self, z, training=False):
-        z = tf.convert_to_tensor(z, tf.float32)
-        check_latent(z.shape, self.latent_dim, self.path)
-        pixels = self._serve(z=z)["images"]
-        return tf.cast(pixels, tf.float32) / 127.5 - 1.0
-
-    def predict(self, z, batch_size=256, verbose=0):
-        import numpy as np
-
-        z = np.asarray(z, dtype="float32")
-        return np.concatenate([self(z[i : i + batch_size]).numpy() for i in range(0, len(z), batch_size)])
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"[:300]
-
-
-def _load_saved_model(path: str):
-    """`tf.saved_model.load(path)`, with one clear error for a damaged or incomplete SavedModel."""
-    try:
-        return tf.saved_model.load(path)
-    except Exception as error:  # TF raises OSError, IndexError, ValueError, OpError, ... for damage
-        missing = "" if os.path.isdir(os.path.join(path, "variables")) else " Its variables/ folder is missing."
-        raise ValueError(
-            f"The SavedModel at {path!r} cannot be loaded ({_first_line(error)}); it is damaged or incomplete "
-            f"(e.g. a truncated saved_model.pb or variables file, or a partial copy).{missing} Export it again "
-            "from its checkpoint: python -m dcgan_keras export --checkpoint RUN/ckpt.keras --name NAME."
-        ) from None
-
-
-def _foreign(path: str, signatures) -> str:
-    return (
-        f"The SavedModel at {path!r} is not a generator exported by dcgan_keras: it has no 'serving_default' "
-        f"signature taking 'z' and giving 'images' (its signatures: {sorted(signatures) or 'none'}). Pass a "
-        "version folder written by `train` or `export`, e.g. saved_models/NAME/1."
-    )
-
-
-def check_latent(shape, latent_dim: int, where: str) -> None:
-    """Raises a clear error when z of `shape` does not fit a generator of `latent_dim`."""
-    if len(shape) != 2 or (shape[-1] is not None and shape[-1] != latent_dim):
-        raise ValueError(
-            f"The generator of {where} takes z of shape (batch, {latent_dim}). "
-            f"Received: z of shape {tuple(shape)}"
-        )
-
-
-def load_checkpoint(path, compile: bool = True) -> keras.Model:
-    """Loads a `.keras` file with Keras' `safe_mode` on (no arbitrary code), with clear errors."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"No checkpoint file at {path!r}. Pass a .keras file written by training, e.g. runs/NAME/ckpt.keras."
-        )
-    if not zipfile.is_zipfile(path):
-        raise ValueError(
-            f"{path!r} is not a readable .keras file (a .keras file is a zip archive); it may be "
-            "truncated or not a checkpoint. Use another checkpoint, or `train --resume` from the run's backup."
-        )
-    import dcgan_keras.gan  # noqa: F401  (registers the classes)
-
-    try:
-        return keras.models.load_model(path, compile=compile, safe_mode=True)
-    except Exception as error:  # Keras raises many types for a damaged or foreign archive
-        if "safe_mode" in str(error):
-            raise
-        raise ValueError(
-            f"{path!r} cannot be loaded as a checkpoint ({_first_line(error)}). It is damaged, or was "
-            "written by other code (another Keras version or a model of classes this package does not "
-            "define). Use a checkpoint written by training (runs/NAME/ckpt.keras), or `train --resume` from "
-            "the run's backup."
-        ) from None
-
-
-def load_sampler(path):
-    """The `sample` signature of an exported SavedModel: `(seed, num_images) -> {"images": uint8}`.
-
-    Unlike `load_generator` (z in, images in [-1, 1] out), the noise is drawn
-    inside the SavedModel from `seed`, as a TF Serving client gets it.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        raise FileNotFoundError(
-            f"No SavedModel at {path!r} (no saved_model.pb). Pass a version folder such as "
-            "saved_models/NAME/1, written by `train` or `export`."
-        )
-    loaded = _load_saved_model(path)
-    serve = loaded.signatures["serving_default"] if "serving_default" in loaded.signatures else None
-    if serve is None or "z" not in serve.structured_input_signature[1]:
-        raise ValueError(_foreign(path, loaded.signatures))
-    if "sample" not in loaded.signatures:
-        raise ValueError(
-            f"The SavedModel at {path!r} has no 'sample' signature (it has {sorted(loaded.signatures)}); "
-            "it was exported by an older version. Export it again with `python -m dcgan_keras export`."
-        )
-    signature = loaded.signatures["sample"]
-
-    def sample(seed, num_images):
-        _ = loaded  # keeps the SavedModel's variables alive as long as this function
-        return signature(seed=seed, num_images=num_images)
-
-    return sample
-
-
-def load_generator(path, latent_dim: int | None = None, image_shape=None):
-    """Loads a generator from a `.keras` checkpoint (a `DCGAN` or a generator) or a SavedModel folder.
-
-    Args:
-        path: a `.keras` file or an exported version folder.
-        latent_dim: if given, the size of z the caller will feed; a generator
-            of another size is refused with a clear error.
-        image_shape: if given, `(height, width, channels)` the caller expects.
-
-    Returns:
-        A `keras.Model` (from `.keras`; a DCGAN gives its `sampler`) or a
-        `SavedModelGenerator`; both map z to images in [-1, 1].
-    """
-    path = os.fspath(path)
-    generator = _as_generator(load_checkpoint(path)) if path.endswith(".keras") else SavedModelGenerator(path)
-    shapes = (tuple(generator.input_shape), tuple(generator.output_shape))
-    if len(shapes[0]) != 2 or len(shapes[1]) != 4 or shapes[1][-1] not in (1, 3):
-        raise ValueError(
-            f"The model in {path!r} is not an image generator: it takes inputs of shape {shapes[0]} and gives "
-            f"{shapes[1]}, where a generator takes z (batch, latent_dim) and gives images (batch, height, "
-            "width, 1 or 3). Pass a checkpoint written by training or an exported version folder."
-        )
-    have_latent, have_shape = int(generator.input_shape[-1]), tuple(generator.output_shape[1:])
-    if latent_dim is not None and have_latent != latent_dim:
-        raise ValueError(
-            f"The generator in {path!r} takes z of size {have_latent}, not {latent_dim}. Use a model "
-            f"trained with latent_dim={latent_dim}, or ask for {have_latent}. Received: latent_dim={latent_dim}"
-        )
-    if image_shape is not None and have_shape != tuple(image_shape):
-        raise ValueError(
-            f"The generator in {path!r} makes images of shape {have_shape}, not {tuple(image_shape)}. "
-            f"Use a model trained at that size. Received: image_shape={tuple(image_shape)}"
-        )
-    return generator

@@ -2,35 +2,38 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 import keras
 import tensorflow as tf
 
+from dcgan_keras import fast_layers, legacy  # a module: fast_layers may be mid-import here (_registration)
 from dcgan_keras.augment import diff_augment
-from dcgan_keras.config import Config, check_augmentation, check_prior
+from dcgan_keras.config import Config, parse_policy
 from dcgan_keras.distribute import multi_worker_step
-from dcgan_keras.fast_layers import exact_second_derivatives
 from dcgan_keras.networks import build_discriminator, build_generator
-from dcgan_keras.sampling import MODE_OFFSET, batched_forward, latent_vectors, mixture_noise, record_prior
+from dcgan_keras.sampling import batched_forward, latent_vectors, mixture_noise, record_prior
 
 
-def paper_adam(config: Config | None = None, generator: bool = False) -> keras.optimizers.Adam:
-    """Adam with the paper's settings (learning rate 0.0002, beta_1 0.5), or those of `config`.
+def make_adam(config: Config | None = None, generator: bool = False) -> keras.optimizers.Adam:
+    """Adam with the learning rate and betas of `config` (`None`: the paper's, 0.0002 and beta_1 0.5).
 
     Args:
-        config: anything with `learning_rate`, `beta_1` and `beta_2`: a
-            `Config` or a `DCGAN`; `None` takes the paper's.
+        config: a `Config` (the default recipe's: 8e-4, betas 0 and 0.99).
         generator: the generator's optimizer: its learning rate is
             `config.g_learning_rate` when that is set.
     """
     config = Config() if config is None else config
     learning_rate = config.learning_rate
-    if generator and getattr(config, "g_learning_rate", None) is not None:
+    if generator and config.g_learning_rate is not None:
         learning_rate = config.g_learning_rate
     return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
+
+
+def paper_adam(config=None, generator: bool = False) -> keras.optimizers.Adam:
+    """Deprecated name of `make_adam` (it was the paper's Adam only with the paper's `Config`)."""
+    legacy.renamed("paper_adam", "make_adam")
+    return make_adam(getattr(config, "config", config), generator)  # it took a DCGAN too
 
 
 def _computes_in_float16(model: keras.Model) -> bool:
@@ -51,11 +54,24 @@ def _loss_scaled(optimizer, model: keras.Model):
     return keras.optimizers.LossScaleOptimizer(optimizer)
 
 
-# The DCGAN arguments a Config sets and get_config saves (besides the two networks).
-_SETTINGS = (
-    "latent_dim", "latent_distribution", "latent_modes", "mode_offset", "label_smoothing", "ema_decay", "seed", "learning_rate",
-    "g_learning_rate", "beta_1", "beta_2", "augment", "augment_target", "r1_gamma", "r1_every",
-)
+def _check_networks(generator: keras.Model, discriminator: keras.Model, config: Config) -> None:
+    # The networks fit each other and the settings (`Config` checks the settings themselves).
+    latent_dim, images = int(generator.input_shape[-1]), tuple(generator.output_shape[1:])
+    if tuple(discriminator.input_shape[1:]) != images:
+        raise ValueError(
+            "The generator's output shape must equal the discriminator's input shape. "
+            f"Received: generator output {images}, discriminator input {tuple(discriminator.input_shape[1:])}"
+        )
+    if config.latent_dim != latent_dim:
+        raise ValueError(
+            f"config.latent_dim ({config.latent_dim}) disagrees with the generator's input size ({latent_dim}). "
+            f"Received: latent_dim={config.latent_dim}"
+        )
+    if (config.image_size, config.image_size, config.channels) != images:
+        raise ValueError(
+            f"config.image_size and config.channels disagree with the generator's images {images}. Pass the "
+            f"Config the networks were built from. Received: image_size={config.image_size}, channels={config.channels}"
+        )
 
 
 @keras.saving.register_keras_serializable(package="dcgan_keras")
@@ -79,128 +95,52 @@ class DCGAN(keras.Model):
     Args:
         generator: a model from z of shape `(latent_dim,)` to images in [-1, 1].
         discriminator: a model from images to one logit per image.
-        latent_dim: size of z; read from the generator's input when omitted.
-        latent_distribution: "normal" (here the default, as checkpoints
-            written before uniform z existed were trained on it) or
-            "uniform" on [-1, 1] (the paper; `Config()`'s default).
-        latent_modes: with normal z, 0 = N(0, I); K = a mixture of K unit
-            Gaussians centred `mode_offset` along the first K axes
-            (`dcgan_keras.sampling.latent_vectors`). The prior is used
-            by training (`latent_noise`) and sampling (`noise`) alike, and
-            recorded on both networks so that whatever samples from them
-            draws the same prior (`sampling.latent_vectors_for`).
-        mode_offset: distance of each mode's centre from the origin.
-        label_smoothing: one-sided smoothing of the real targets (0 = off).
-        ema_decay: if set, an exponential moving average of the generator's
-            weights (`ema_generator`) is kept and used for sampling and export.
-        seed: seed of the one random source that draws z during training.
-        learning_rate: learning rate of the Adam optimizers `compile` makes
-            when none are given (paper: 0.0002).
-        g_learning_rate: the generator's, if other than `learning_rate`
-            (two time scales); `None`: `learning_rate`.
-        beta_1: their first-moment decay (paper: 0.5).
-        beta_2: their second-moment decay.
-        augment: a DiffAugment policy (`dcgan_keras.augment`), e.g.
-            `"translation,cutout"`: real and fake images are transformed alike
-            before each of the step's three discriminator passes. `None`
-            (the paper): no augmentation.
-        augment_target: if set, the augmentation is adaptive (Karras et al.
-            2020): each transform is applied to a share `augment_probability`
-            of the images, which rises while more than this fraction of the
-            real logits are positive (D overfits) and falls otherwise. ADA's
-            target is 0.6. `None`: every image is augmented.
-        r1_gamma: weight of the R1 penalty (Mescheder et al. 2018), added to
-            the discriminator's loss: `r1_gamma / 2` times the mean over the
-            real images of `||grad_x D(x)||^2` (`r1_penalty`). 0 (the paper):
-            none.
-        r1_every: lazy R1 (Karras et al. 2020, "StyleGAN2"): the penalty
-            is computed on one step in `r1_every`, weighted `r1_every` times
-            as much, which saves most of its cost. 1: every step.
+        config: the settings (`Config`): the training ones are read here (the
+            prior of z, label smoothing, EMA, seed, Adam's, DiffAugment's and
+            R1's), the others say how `from_settings` builds the networks.
+            Its image size, channels and `latent_dim` must be the networks'.
+            `None`: the settings `DCGAN(generator, discriminator)` always had:
+            `Config()`'s, but with normal z and no seed (`legacy.OLD_DEFAULTS`),
+            and the networks' sizes.
+        **kwargs: `keras.Model`'s (`name`, ...).
 
     Example:
 
     ```python
-    gan = DCGAN.from_paper_config(Config(image_size=32, channels=1))
+    gan = DCGAN.from_settings(Config(image_size=32, channels=1))
     gan.compile()  # Adam(2e-4, beta_1=0.5) for both networks
     gan.fit(make_dataset("digits", image_size=32), epochs=5)
     images = gan.generate(16, seed=0)  # (16, 32, 32, 1) in [-1, 1]
     ```
     """
 
-    def __init__(
-        self,
-        generator: keras.Model,
-        discriminator: keras.Model,
-        latent_dim: int | None = None,
-        latent_distribution: str = "normal",
-        latent_modes: int = 0,
-        mode_offset: float = MODE_OFFSET,
-        label_smoothing: float = 0.0,
-        ema_decay: float | None = None,
-        seed: int | None = None,
-        learning_rate: float = 2e-4,
-        g_learning_rate: float | None = None,
-        beta_1: float = 0.5,
-        beta_2: float = 0.999,
-        augment: str | None = None,
-        augment_target: float | None = None,
-        r1_gamma: float = 0.0,
-        r1_every: int = 1,
-        **kwargs,
-    ):
+    def __init__(self, generator: keras.Model, discriminator: keras.Model, config: Config | None = None, **kwargs):
+        old_keywords, kwargs = legacy.split_keywords(kwargs)
         super().__init__(**kwargs)
-        inferred = generator.input_shape[-1]
-        if latent_dim is not None and latent_dim != inferred:
-            raise ValueError(
-                f"latent_dim ({latent_dim}) disagrees with the generator's input "
-                f"size ({inferred}). Received: latent_dim={latent_dim}"
-            )
-        if tuple(generator.output_shape[1:]) != tuple(discriminator.input_shape[1:]):
-            raise ValueError(
-                "The generator's output shape must equal the discriminator's "
-                f"input shape. Received: generator output {generator.output_shape[1:]}, "
-                f"discriminator input {discriminator.input_shape[1:]}"
-            )
-        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in (0, 1) or None. Received: ema_decay={ema_decay}")
-        self._augment_policy = check_augmentation(augment, augment_target)
+        config = legacy.settings_of_call(config, old_keywords, generator)  # None or keywords: the old calls
+        if not isinstance(config, Config):
+            raise TypeError(f"config must be a Config (dcgan_keras.Config). Received: config={config!r}")
+        _check_networks(generator, discriminator, config)
+        self.config = config
         self.generator = generator
         self.discriminator = discriminator
-        self.latent_dim = int(inferred)
-        check_prior(latent_modes, mode_offset, int(inferred), latent_distribution)
-        self.latent_distribution = str(latent_distribution)
-        self.latent_modes = int(latent_modes)
-        self.mode_offset = float(mode_offset)
-        self.label_smoothing = float(label_smoothing)
-        self.ema_decay = ema_decay
-        self.seed = seed
-        self.learning_rate = float(learning_rate)
-        self.g_learning_rate = None if g_learning_rate is None else float(g_learning_rate)
-        self.beta_1 = float(beta_1)
-        self.beta_2 = float(beta_2)
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.augment = augment or None
-        self.augment_target = augment_target
-        if r1_gamma < 0:
-            raise ValueError(f"r1_gamma must be 0 (off) or positive. Received: r1_gamma={r1_gamma}")
-        self.r1_gamma = float(r1_gamma)
-        if not isinstance(r1_every, (int, np.integer)) or r1_every < 1:
-            raise ValueError(f"r1_every must be a positive integer. Received: r1_every={r1_every!r}")
-        self.r1_every = int(r1_every)
+        self.latent_dim = config.latent_dim
+        self.seed_generator = keras.random.SeedGenerator(config.seed)
+        self._augment_policy = parse_policy(config.augment)
         # The share of images each transform is applied to, adapted during
         # training (a variable only then: checkpoints without it still load).
         self.augment_probability = 1.0
-        if augment_target is not None:
+        if config.augment_target is not None:
             self.augment_probability = keras.Variable(
                 0.0, trainable=False, aggregation="mean", name="augment_probability"
             )
         self.ema_generator = None
-        if ema_decay is not None:
+        if config.ema_decay is not None:
             self.ema_generator = keras.models.clone_model(generator)
             self.ema_generator.set_weights(generator.get_weights())
-        for network in (generator, self.ema_generator):
-            if network is not None:
-                record_prior(network, self.latent_modes, self.mode_offset, self.latent_distribution)
+        for model in (self, generator, self.ema_generator):  # the prior, where sampling.latent_prior reads it
+            if model is not None:
+                record_prior(model, config.latent_modes, config.mode_offset, config.latent_distribution)
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_tracker = keras.metrics.Mean(name="d_real")
@@ -210,49 +150,55 @@ class DCGAN(keras.Model):
     # -- construction ------------------------------------------------------
 
     @classmethod
-    def from_paper_config(cls, config: Config) -> "DCGAN":
+    def from_settings(cls, config: Config) -> "DCGAN":
         """Builds both networks and the DCGAN from a `Config`.
 
         Args:
-            config: the hyper-parameters (`Config()` holds the paper's).
+            config: the settings (`Config()` holds the paper's,
+                `Config.from_recipe(...)` the named recipes).
 
         Returns:
             An uncompiled `DCGAN` named "dcgan"; its `compile()` makes Adam
-            optimizers with the config's learning rate and betas.
+            optimizers with the config's learning rate and betas (`make_adam`).
         """
         if not isinstance(config, Config):
-            raise TypeError(f"from_paper_config takes a Config. Received: config={config!r}")
-        settings = {name: getattr(config, name) for name in _SETTINGS}
-        return cls(build_generator(config), build_discriminator(config), name="dcgan", **settings)
+            raise TypeError(f"from_settings takes a Config. Received: config={config!r}")
+        return cls(build_generator(config), build_discriminator(config), config, name="dcgan")
+
+    @classmethod
+    def from_paper_config(cls, config: Config) -> "DCGAN":
+        """Deprecated name of `from_settings` (it builds any recipe, not only the paper's)."""
+        legacy.renamed("DCGAN.from_paper_config", "DCGAN.from_settings")
+        return cls.from_settings(config)
 
     @classmethod
     def from_config(cls, config):
-        """Rebuilds a DCGAN from `get_config()`'s dict (Keras deserialisation)."""
+        """Rebuilds a DCGAN from `get_config()`'s dict (Keras deserialisation), old checkpoints' too."""
         if isinstance(config, Config):  # version 0.1 built new models here too
-            warnings.warn(
-                "DCGAN.from_config(Config) is deprecated: from_config rebuilds a saved model "
-                "from get_config()'s dict. Build a new one with DCGAN.from_paper_config(config).",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            return cls.from_paper_config(config)
+            legacy.renamed("DCGAN.from_config(Config) (from_config rebuilds a saved model)", "DCGAN.from_settings(config)")
+            return cls.from_settings(config)
         config = dict(config)
-        config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
-        config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])
-        return cls(**config)
+        generator = keras.saving.deserialize_keras_object(config.pop("generator"))
+        discriminator = keras.saving.deserialize_keras_object(config.pop("discriminator"))
+        if "settings" in config:
+            settings = Config.from_dict(config.pop("settings"))
+        else:  # a checkpoint written before Config was the settings' home: loose keywords
+            old_keywords, config = legacy.split_keywords(config)
+            settings = legacy.settings_from_keywords(old_keywords, generator)
+        return cls(generator, discriminator, settings, **config)
 
     def get_config(self):
         config = super().get_config()
         config.update(
             generator=keras.saving.serialize_keras_object(self.generator),
             discriminator=keras.saving.serialize_keras_object(self.discriminator),
-            **{name: getattr(self, name) for name in _SETTINGS},
+            settings=self.config.to_dict(),
         )
         return config
 
     def compile(self, d_optimizer=None, g_optimizer=None, auto_scale_loss: bool = True, **kwargs):
-        """Configures training; both optimizers default to the paper's Adam
-        (with the model's `learning_rate`, `beta_1` and `beta_2`; the
+        """Configures training; both optimizers default to Adam with the
+        learning rate and betas of `self.config` (`make_adam`; the
         generator's with `g_learning_rate` when that is set).
 
         Call it inside `strategy.scope()` when training with `tf.distribute`.
@@ -291,8 +237,8 @@ class DCGAN(keras.Model):
             # empty, as it is in every backup (`save_weights`), so that restoring one
             # finds the same, empty state instead of building it with every weight.
             self.optimizer.build([])
-        d_optimizer = d_optimizer or paper_adam(self)
-        g_optimizer = g_optimizer or paper_adam(self, generator=True)
+        d_optimizer = d_optimizer or make_adam(self.config)
+        g_optimizer = g_optimizer or make_adam(self.config, generator=True)
         if auto_scale_loss:
             d_optimizer = _loss_scaled(d_optimizer, self.discriminator)
             g_optimizer = _loss_scaled(g_optimizer, self.generator)
@@ -392,7 +338,7 @@ class DCGAN(keras.Model):
         # overfitting the real images: augment more.
         overfit = tf.reduce_mean(tf.sign(real_logits))
         batch_size = tf.cast(tf.shape(real_logits)[0], tf.float32)
-        step = tf.sign(overfit - self.augment_target) * batch_size / self.ADAPT_IMAGES
+        step = tf.sign(overfit - self.config.augment_target) * batch_size / self.ADAPT_IMAGES
         self.augment_probability.assign(tf.clip_by_value(self.augment_probability + step, 0.0, 1.0))
 
     def r1_penalty(self, images):
@@ -408,7 +354,7 @@ class DCGAN(keras.Model):
         Returns:
             `(logits, penalty)`: float32 logits of shape `(batch, 1)` and a scalar.
         """
-        with exact_second_derivatives(self.discriminator), tf.GradientTape() as tape:
+        with fast_layers.exact_second_derivatives(self.discriminator), tf.GradientTape() as tape:
             tape.watch(images)
             logits = tf.cast(self.discriminator(images, training=True), tf.float32)
         slopes = tf.cast(tape.gradient(logits, images), tf.float32)
@@ -419,11 +365,11 @@ class DCGAN(keras.Model):
         def without_penalty():
             return tf.cast(self.discriminator(real, training=True), tf.float32), tf.constant(0.0)
 
-        if not self.r1_gamma:
+        if not self.config.r1_gamma:
             return without_penalty()
-        if self.r1_every == 1:
+        if self.config.r1_every == 1:
             return self.r1_penalty(real)
-        lazy_step = self.d_optimizer.iterations % self.r1_every == 0
+        lazy_step = self.d_optimizer.iterations % self.config.r1_every == 0
         if any(getattr(layer, "synchronized", False) for layer in self.discriminator.layers):
             # Synchronised batch norm sums over the replicas, which cannot happen inside a
             # tf.cond: the penalty is computed on every step and counted on the lazy ones
@@ -452,8 +398,8 @@ class DCGAN(keras.Model):
                 fake_logits = tf.cast(
                     self.discriminator(self.augmented(tf.stop_gradient(fake)), training=True), tf.float32
                 )
-                d_loss = self._bce(real_logits, 1.0 - self.label_smoothing) + self._bce(fake_logits, 0.0)
-                r1_weight = self.r1_gamma / 2 * self.r1_every
+                d_loss = self._bce(real_logits, 1.0 - self.config.label_smoothing) + self._bce(fake_logits, 0.0)
+                r1_weight = self.config.r1_gamma / 2 * self.config.r1_every
                 scaled_d_loss = self._scaled(d_loss + r1_weight * penalty, self.d_optimizer)
             d_weights = self.discriminator.trainable_variables
             self.d_optimizer.apply(d_tape.gradient(scaled_d_loss, d_weights), d_weights)
@@ -470,7 +416,7 @@ class DCGAN(keras.Model):
         if self.ema_generator is not None:
             self._update_ema()
         # 5. Adaptive augmentation, if enabled: more while D is sure of the reals.
-        if self.augment_target is not None:
+        if self.config.augment_target is not None:
             self._adapt_augmentation(real_logits)
 
         self.d_loss_tracker.update_state(d_loss)
@@ -483,7 +429,7 @@ class DCGAN(keras.Model):
         # Warm-up as tf.train.ExponentialMovingAverage(num_updates=step):
         # the average follows the weights closely while they move fast early on.
         step = tf.cast(self.g_optimizer.iterations, tf.float32)
-        decay = tf.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
+        decay = tf.minimum(self.config.ema_decay, (1.0 + step) / (10.0 + step))
         for average, weight in zip(self.ema_generator.trainable_variables, self.generator.trainable_variables):
             average.assign(decay * average + (1.0 - decay) * weight)
         for average, weight in zip(self.ema_generator.non_trainable_variables, self.generator.non_trainable_variables):

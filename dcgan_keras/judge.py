@@ -14,7 +14,7 @@ import keras
 from dcgan_keras.data import load_digits, preprocess
 from dcgan_keras.distances import frechet_distance, memorisation_ratio, precision_recall
 from dcgan_keras.epoch_log import EpochLog
-from dcgan_keras.export import load_checkpoint
+from dcgan_keras.checkpoints import load_checkpoint
 from dcgan_keras.files import atomic_path, atomic_write_text
 from dcgan_keras.metrics import compute_stats, feature_model, is_generator, sample_images
 from dcgan_keras.sampling import batched_forward

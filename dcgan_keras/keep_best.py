@@ -1,4 +1,5 @@
-"""`KeepBest`: keeps the checkpoint of the best-scoring epoch, not only the last."""
+"""`KeepBest`: keeps the checkpoint of the best-scoring epoch, not only the last;
+`keep_best_callbacks`: it and the callback that scores each epoch, for `train --keep-best`."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import math
 import os
 
 import keras
+import numpy as np
 
+from dcgan_keras.callbacks import EvaluationCallback
 from dcgan_keras.guards import save_model_atomic
+from dcgan_keras.judge import judge_context, real_digits
+from dcgan_keras.metrics import discriminator_features, fid, frechet_metric, inception_features
 
 
 class KeepBest(keras.callbacks.Callback):
@@ -67,3 +72,32 @@ class KeepBest(keras.callbacks.Callback):
             save_model_atomic(self.model, self.path)
             self.best, self.best_epoch = value, epoch + 1
         logs["best_epoch"] = self.best_epoch
+
+
+def keep_best_callbacks(metric: str, every: int, gan, reference, config, run_dir: str) -> list:
+    """An `EvaluationCallback` that logs `metric` and the `KeepBest` that keeps its best epoch in `run_dir/best.keras`.
+
+    Args:
+        metric: "digit_fd" (Fréchet distance on the digit judge's features, against the
+            bundled digits), "fid" (on Inception V3's) or "d_fd" (on `gan`'s own
+            discriminator's pooled last-layer features).
+        every: epochs between two scores (and after the last).
+        gan: the `DCGAN` being trained.
+        reference: a dataset of real images (for "fid" and "d_fd").
+        config: the run's `Config` (image size, batch size, seed).
+        run_dir: the run's folder.
+
+    Returns:
+        `[evaluation, keep_best]`, in the order `fit` must run them.
+    """
+    if metric == "digit_fd":
+        _, _, feature_fn = judge_context(config.image_size)
+        real = real_digits(config.image_size)
+    else:
+        real = np.concatenate([batch.numpy() for batch in reference.take(max(1, 2048 // config.batch_size))])
+        feature_fn = inception_features() if metric == "fid" else discriminator_features(gan.discriminator)
+    score = frechet_metric(real, feature_fn) if metric != "d_fd" else (lambda images: fid(real, images, feature_fn))
+    return [
+        EvaluationCallback(score, name=metric, every=every, seed=config.seed),
+        KeepBest(os.path.join(run_dir, "best.keras"), monitor=metric, mode="min"),
+    ]

@@ -12,20 +12,17 @@ import warnings
 
 import keras
 
-import numpy as np
-
-from dcgan_keras.callbacks import EvaluationCallback, LossPlot, SampleGrid, read_history_csv
-from dcgan_keras.config import DEFAULT_EPOCHS, KEEP_BEST_METRICS, Config
-from dcgan_keras.data import input_shard, make_dataset
+from dcgan_keras.callbacks import LossPlot, SampleGrid, read_history_csv
+from dcgan_keras.checkpoints import load_checkpoint
+from dcgan_keras.config import KEEP_BEST_METRICS, Config, default_epochs
+from dcgan_keras.data import make_dataset, open_source
 from dcgan_keras.discriminator_wins import DiscriminatorWinsWarning
-from dcgan_keras.export import export_generator, load_checkpoint
+from dcgan_keras.export import export_generator
 from dcgan_keras.files import atomic_write_json, check_writable, locked_folder
-from dcgan_keras.distribute import get_strategy, is_chief, worker_task
+from dcgan_keras.distribute import get_strategy, input_shard, is_chief, worker_task
 from dcgan_keras.epoch_log import progress_for
 from dcgan_keras.gan import DCGAN
-from dcgan_keras.judge import judge_context, real_digits
-from dcgan_keras.keep_best import KeepBest
-from dcgan_keras.metrics import discriminator_features, fid, frechet_metric, inception_features
+from dcgan_keras.keep_best import keep_best_callbacks
 from dcgan_keras.guards import (
     AtomicCheckpoint, DivergenceGuard, EpochLengthGuard, GracefulInterrupt, ModeCollapseGuard, RunBackup,
     TrainingInterrupted, read_backup, restore_backup,
@@ -118,7 +115,7 @@ def train(
     config: Config,
     run_dir,
     dataset="digits",
-    epochs: int = DEFAULT_EPOCHS,
+    epochs: int | None = None,
     export_dir: str | None = "saved_models/digits",
     sample_every: int = 1,
     tensorboard: bool = False,
@@ -131,6 +128,7 @@ def train(
     cache="auto",
     keep_best: str | None = None,
     evaluate_every: int = 2,
+    channels_from_dataset: bool = False,
 ) -> dict:
     """Trains a DCGAN and leaves its results in `run_dir`.
 
@@ -142,7 +140,8 @@ def train(
         config: hyper-parameters; `image_size` and `channels` set the data.
         run_dir: folder of this run (created).
         dataset: a source for `make_dataset` ("digits", "tfds:NAME", a folder, an array).
-        epochs: passes over the dataset.
+        epochs: passes over the dataset; `None`: `config.default_epochs` (60, more on a
+            data set of fewer than 78 batches).
         export_dir: where the generator's SavedModel versions go (`None`: no export).
         sample_every: epochs between sample grids.
         tensorboard: also log to `run_dir/logs` for TensorBoard.
@@ -171,7 +170,7 @@ def train(
             the chief writes to `run_dir` and `export_dir`, the others write
             their (identical) results to `run_dir/workers/TYPE_ID`, which
             also keeps each worker's backup for `resume`. Each worker reads
-            its own share of the data (`data.input_shard`).
+            its own share of the data (`distribute.input_shard`).
         cache: `make_dataset`'s cache: "auto" (in memory when it fits 512 MiB),
             "memory", "off" or a cache file path.
         keep_best: export the generator of the best epoch by this score
@@ -184,6 +183,10 @@ def train(
             last; the best epoch is kept in `run_dir/best.keras` and
             `history.csv` gets the score and a `best_epoch` column.
         evaluate_every: epochs between two scores of `keep_best`.
+        channels_from_dataset: train on the dataset's own channels (1 for the
+            digits and grayscale TFDS datasets, 3 for Twemoji, folders and
+            colour ones), read from it where it is opened, instead of
+            `config.channels`; the run's config.json records them.
 
     Returns:
         A summary dict: history, wall time, images per second, paths.
@@ -194,7 +197,7 @@ def train(
         TrainingInterrupted: Ctrl-C or SIGTERM; the last finished epoch is
             saved, and `resume=True` continues from it.
     """
-    if epochs < 1:
+    if epochs is not None and epochs < 1:
         raise ValueError(f"epochs must be a positive integer. Received: epochs={epochs}")
     for name, value in (("sample_every", sample_every), ("evaluate_every", evaluate_every)):
         if not isinstance(value, int) or value < 1:
@@ -217,14 +220,19 @@ def train(
         check_writable(export_dir, "--export-dir")
     if isinstance(cache, (str, os.PathLike)) and os.fspath(cache) not in ("auto", "memory", "off"):
         check_writable(os.path.dirname(os.path.abspath(os.fspath(cache))), "--cache")
+    keras.utils.set_random_seed(config.seed)
+    source = open_source(dataset, data_dir, config.image_size)  # once: its channels, then its images
+    if channels_from_dataset:
+        config = config.replace(channels=source.channels)
+    if epochs is None:
+        epochs = default_epochs(source.count // config.batch_size)
     record = _run_record(config, dataset)
     replaced = _check_run_dir(run_dir, record, resume, overwrite)
     backup = _backup_to_resume(run_dir, epochs) if resume else None
     resume = backup is not None
-    keras.utils.set_random_seed(config.seed)
 
     ds = make_dataset(
-        dataset, image_size=config.image_size, channels=config.channels,
+        source, image_size=config.image_size, channels=config.channels,
         batch_size=config.batch_size, seed=config.seed, data_dir=data_dir,
         cache=cache, shard=input_shard(strategy),
     )
@@ -239,7 +247,7 @@ def train(
             dataset, image_size=config.image_size, channels=config.channels, batch_size=config.batch_size,
             seed=config.seed, data_dir=data_dir, cache="off",
         )
-        best = _keep_best_callbacks(keep_best, evaluate_every, gan, reference, config, run_dir)
+        best = keep_best_callbacks(keep_best, evaluate_every, gan, reference, config, run_dir)
     all_callbacks = [EpochLengthGuard(ds), *_run_callbacks(
         config, run_dir, interrupt, [*(callbacks or []), *best], initial_epoch if resume else None,
         sample_every, tensorboard,
@@ -280,24 +288,6 @@ def train(
     }
 
 
-def _keep_best_callbacks(metric: str, every: int, gan, reference, config: Config, run_dir: str) -> list:
-    """An `EvaluationCallback` that logs `metric` and the `KeepBest` that keeps its best epoch.
-
-    `reference` is a dataset of real images (for "fid" and "d_fd"; digits use the bundled ones).
-    """
-    if metric == "digit_fd":
-        _, _, feature_fn = judge_context(config.image_size)
-        real = real_digits(config.image_size)
-    else:
-        real = np.concatenate([batch.numpy() for batch in reference.take(max(1, 2048 // config.batch_size))])
-        feature_fn = inception_features() if metric == "fid" else discriminator_features(gan.discriminator)
-    score = frechet_metric(real, feature_fn) if metric != "d_fd" else (lambda images: fid(real, images, feature_fn))
-    return [
-        EvaluationCallback(score, name=metric, every=every, seed=config.seed),
-        KeepBest(os.path.join(run_dir, "best.keras"), monitor=metric, mode="min"),
-    ]
-
-
 def _worker_dirs(run_dir: str, export_dir: str | None, strategy) -> tuple[str, str | None]:
     """The run and export folders of this process: the ones asked for on the chief."""
     if is_chief(strategy):
@@ -326,7 +316,7 @@ def _backup_to_resume(run_dir: str, epochs: int) -> dict | None:
 def _build_model(config: Config, strategy) -> DCGAN:
     """A compiled DCGAN whose variables are replicated as `strategy` says."""
     with strategy.scope():
-        gan = DCGAN.from_paper_config(config)
+        gan = DCGAN.from_settings(config)
         gan.compile(jit_compile=config.jit_compile)  # the paper's Adam with config's learning rate and betas
     return gan
 

@@ -35,7 +35,7 @@ def main(argv=None):
     rows = {}
     chosen = np.random.default_rng(args.seed + 1).choice(len(real), min(args.num, len(real)), replace=False)
     rows["real digits"] = evaluate_digits(real[chosen], seed=args.seed, context=context)
-    untrained = dk.DCGAN.from_paper_config(dk.Config(image_size=args.image_size, channels=1, seed=args.seed))
+    untrained = dk.DCGAN.from_settings(dk.Config(image_size=args.image_size, channels=1, seed=args.seed))
     rows["untrained generator"] = evaluate_digits(untrained, num=args.num, seed=args.seed, context=context)
     for path in args.models:
         generator = dk.load_generator(path)

@@ -64,7 +64,7 @@ def make_tiny_gan():
         import keras
 
         keras.utils.set_random_seed(seed)
-        gan = dk.DCGAN.from_paper_config(dk.Config(**TINY))
+        gan = dk.DCGAN.from_settings(dk.Config(**TINY))
         gan.compile()
         return gan
 

@@ -100,7 +100,7 @@ def test_train_step_augments_real_and_fake_images_in_all_three_discriminator_pas
             seen.append((images, out))
             return out
 
-    gan = Spy.from_paper_config(tiny_config.replace(augment="translation,cutout"))
+    gan = Spy.from_settings(tiny_config.replace(augment="translation,cutout"))
     gan.compile()
     real = _images(n=tiny_config.batch_size, size=32, channels=1)
     gan.train_step(real)
@@ -110,12 +110,12 @@ def test_train_step_augments_real_and_fake_images_in_all_three_discriminator_pas
         assert before.shape == after.shape
         assert not np.array_equal(before.numpy(), after.numpy())  # each batch D sees is transformed
     # The policy is saved with the model.
-    gan2 = dk.DCGAN.from_paper_config(tiny_config.replace(augment="cutout"))
+    gan2 = dk.DCGAN.from_settings(tiny_config.replace(augment="cutout"))
     assert gan2.get_config()["augment"] == "cutout"
 
 
 def test_adaptive_augmentation_rises_while_the_discriminator_is_sure_of_the_reals(tiny_config):
-    gan = dk.DCGAN.from_paper_config(tiny_config.replace(augment="translation", augment_target=0.6))
+    gan = dk.DCGAN.from_settings(tiny_config.replace(augment="translation", augment_target=0.6))
     gan.compile()
     assert float(gan.augment_probability) == 0.0
     # Real images D can tell apart at once (constant), so r = E[sign(D(real))] climbs above 0.6.

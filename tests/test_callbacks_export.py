@@ -18,7 +18,7 @@ def test_image_grid_tiles_images_with_padding_and_validates_input():
 
 
 def test_sample_grid_writes_pngs_of_the_expected_size_from_fixed_noise(tiny_config, tmp_path):
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     gan.compile()
     data = np.random.default_rng(0).uniform(-1, 1, (64, 32, 32, 1)).astype("float32")
     callback = dk.SampleGrid(tmp_path / "samples", num_images=16, every=2, log_dir=tmp_path / "logs")
@@ -40,7 +40,7 @@ def test_loss_plot_writes_a_png(tmp_path):
 
 
 def test_exported_generator_reloads_with_plain_tensorflow_and_gives_the_same_pixels(tiny_config, tmp_path):
-    gan = dk.DCGAN.from_paper_config(tiny_config.replace(ema_decay=0.9))
+    gan = dk.DCGAN.from_settings(tiny_config.replace(ema_decay=0.9))
     path = dk.export_generator(gan, tmp_path / "digits")
     assert path.endswith("digits/1")
     served = tf.saved_model.load(path).signatures["serving_default"]
@@ -61,7 +61,7 @@ def test_export_versions_count_up_and_never_overwrite(tiny_config, tmp_path):
 
 
 def test_load_generator_reads_checkpoints_and_saved_models_alike(tiny_config, tmp_path):
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     gan.compile()
     gan.save(tmp_path / "gan.keras")
     path = dk.export_generator(gan, tmp_path / "export")

@@ -82,6 +82,12 @@ def test_train_recipe_paper_gives_the_papers_config_and_default_the_cli_recipe()
     assert Config().r1_gamma == 0.0
 
 
+def test_the_default_r1_weight_follows_the_image_size_unless_a_flag_sets_it():
+    assert [_config("--image-size", str(side)).r1_gamma for side in (32, 64, 128)] == [1.0, 5.0, 20.0]
+    assert _config("--image-size", "64", "--r1", "2").r1_gamma == 2.0
+    assert _config("--image-size", "64", "--recipe", "paper").r1_gamma == 0.0
+
+
 def test_train_flags_override_the_recipe():
     config = _config(
         "--recipe", "paper", "--batch-size", "32", "--learning-rate", "1e-3", "--g-learning-rate", "2e-3",
@@ -107,7 +113,7 @@ def test_train_help_shows_each_recipes_value():
     assert "(default: 0.999 (paper: off))" in help_text
     assert "(default: 0.0016 (paper: as --learning-rate))" in help_text  # --g-learning-rate
     assert "(default: 0.99 (paper: 0.999))" in help_text  # --beta2
-    assert "passes over the data (default: 60)" in help_text and DEFAULT_EPOCHS == 60  # --epochs
+    assert "passes over the data (default: 60, or as many as make 4,680 steps" in " ".join(help_text.split()) and DEFAULT_EPOCHS == 60  # --epochs
     assert all(name in help_text for name in AUGMENTATIONS)
 
 
@@ -129,3 +135,24 @@ def test_an_unknown_augmentation_exits_2_with_an_error_naming_the_known_ones(cap
 def test_augment_target_without_a_policy_is_one_error_line_and_exit_code_2(tmp_path, capsys):
     assert main(["train", "--augment-target", "0.6", "--run-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("error: augment_target must be in (0, 1)")
+
+
+def test_train_opens_a_tfds_dataset_once_from_data_dir_and_trains_on_its_channels(tmp_path, monkeypatch, capsys):
+    import tensorflow_datasets as tfds
+
+    load, data_dirs = tfds.load, []
+
+    def recording_load(*args, **kwargs):
+        data_dirs.append(kwargs.get("data_dir"))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(tfds, "load", recording_load)
+    run_dir, data_dir = tmp_path / "run", tmp_path / "tfds"
+    with tfds.testing.mock_data(num_examples=16):
+        code = main([
+            "train", "--dataset", "tfds:cifar10", "--data-dir", str(data_dir), "--epochs", "1", "--base-width", "8",
+            "--latent-dim", "16", "--batch-size", "8", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "m"),
+        ])
+    assert code == 0, capsys.readouterr().err
+    assert data_dirs == [str(data_dir)]  # once, from --data-dir (not TFDS' default folder)
+    assert json.loads((run_dir / "config.json").read_text())["config"]["channels"] == 3  # cifar10's, not Config's 1

@@ -164,7 +164,7 @@ def test_a_folder_trains_at_64x64_for_two_epochs_with_a_known_epoch_length(tmp_p
     config = dk.Config(image_size=64, channels=3, latent_dim=16, base_width=8, batch_size=8, ema_decay=None, seed=0)
     ds = dk.make_dataset(tmp_path / "images", image_size=64, batch_size=8)
     assert int(ds.cardinality()) == 42 // 8 == 5
-    untrained = dk.DCGAN.from_paper_config(config).generator.get_weights()
+    untrained = dk.DCGAN.from_settings(config).generator.get_weights()
     summary = dk.train(config, tmp_path / "run", dataset=str(tmp_path / "images"), epochs=2, export_dir=None,
                        verbose=0, sample_every=10)
     gan = summary["model"]
@@ -210,8 +210,8 @@ def test_auto_cache_keeps_images_in_memory_only_within_the_budget(tmp_path):
     assert np.asarray(next(iter(streamed))).min() == 1.0  # one byte over: read again
     # The default budget keeps a process near 2 GB of RSS (docs/data.md): 10k images at
     # 64x64x3 are cached, 100k (1.2 GB of uint8) are streamed.
-    assert dk.data._cache_mode("auto", 10_000 * 64 * 64 * 3, dk.data.CACHE_BUDGET_BYTES) == "memory"
-    assert dk.data._cache_mode("auto", 100_000 * 64 * 64 * 3, dk.data.CACHE_BUDGET_BYTES) == "off"
+    assert dk.data.pipeline._cache_mode("auto", 10_000 * 64 * 64 * 3, dk.data.CACHE_BUDGET_BYTES) == "memory"
+    assert dk.data.pipeline._cache_mode("auto", 100_000 * 64 * 64 * 3, dk.data.CACHE_BUDGET_BYTES) == "off"
 
 
 def test_the_cache_is_complete_after_epoch_1_when_an_epoch_leaves_images_out(tmp_path):
@@ -310,8 +310,8 @@ def test_a_large_folder_is_checked_on_a_sample_before_the_first_batch(tmp_path, 
         (folder / f"{i:03d}.png").write_text("not an image")
     monkeypatch.setattr(dk.data, "SAMPLE_FILES", 10)
     decoded = []
-    check = dk.data._check_image
-    monkeypatch.setattr(dk.data, "_check_image", lambda path, size: decoded.append(path) or check(path, size))
+    check = dk.data.folders._check_image
+    monkeypatch.setattr(dk.data.folders, "_check_image", lambda path, size: decoded.append(path) or check(path, size))
     with pytest.warns(UserWarning, match=r"Skipped \d+ of 10 image files checked of the 40 .*not images.*checked as they are read"):
         ds = dk.make_dataset(folder, image_size=8, channels=1, batch_size=4, seed=0)
     assert len(decoded) == 10  # only the sample was decoded up front
@@ -322,7 +322,7 @@ def test_a_large_folder_is_checked_on_a_sample_before_the_first_batch(tmp_path, 
 
 
 def test_input_shard_and_bad_shards():
-    assert dk.data.input_shard(tf.distribute.get_strategy()) is None
+    assert dk.distribute.input_shard(tf.distribute.get_strategy()) is None
     with pytest.raises(ValueError, match=r"Received: shard=\(2, 2\)"):
         dk.make_dataset("digits", shard=(2, 2))
 
@@ -333,7 +333,7 @@ import tensorflow as tf
 import dcgan_keras as dk
 
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
-shard = dk.data.input_shard(strategy)
+shard = dk.distribute.input_shard(strategy)
 ds = dk.make_dataset(sys.argv[1], image_size=8, channels=1, batch_size=8, seed=0, shard=shard)
 levels = [int(round((float(v) + 1) * 127.5)) for batch in ds for v in batch[:, 0, 0, 0]]
 print(json.dumps({"shard": shard, "batches": int(ds.cardinality()), "ids": [(v - 2) // 5 for v in levels]}))
@@ -381,12 +381,12 @@ def test_large_jpegs_are_decoded_at_reduced_scale_to_nearly_the_same_images(tmp_
         Image.fromarray(small).resize((side, side * 4 // 3), Image.BILINEAR).save(folder / f"{side:04d}.jpg", quality=92)
     for side, expected in zip(sides, (40, 45, 50, 88)):  # libjpeg rounds up: 700 / 8 -> 88
         path = tf.constant(str(folder / f"{side:04d}.jpg"))
-        assert dk.data._read_rgb(path, image_size=32).shape[1] == expected  # the largest ratio keeping >= 32
-        assert dk.data._read_rgb(path).shape[1] == side  # no size given: decoded whole
+        assert dk.data.folders._read_rgb(path, image_size=32).shape[1] == expected  # the largest ratio keeping >= 32
+        assert dk.data.folders._read_rgb(path).shape[1] == side  # no size given: decoded whole
     ds = dk.make_dataset(str(folder), image_size=32, channels=3, batch_size=4, shuffle=False, cache="off")
     reduced = next(iter(ds)).numpy()
     whole = np.stack([
-        dk.data.preprocess(dk.data._read_rgb(tf.constant(str(folder / f"{side:04d}.jpg")))[None], 32, 3)[0].numpy()
+        dk.data.preprocess(dk.data.folders._read_rgb(tf.constant(str(folder / f"{side:04d}.jpg")))[None], 32, 3)[0].numpy()
         for side in sides
     ])
     assert reduced.shape == whole.shape == (4, 32, 32, 3)
@@ -404,7 +404,7 @@ def test_jpegs_are_decoded_whole_when_no_sampled_image_is_twice_the_image_size(t
     for name, side in (("small", 40), ("large", 700)):
         small = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
         Image.fromarray(small).resize((side, side), Image.BILINEAR).save(folder / names[name], quality=92)
-    whole = dk.data.preprocess(dk.data._read_rgb(tf.constant(str(folder / names["large"])))[None], 32, 3)[0].numpy()
+    whole = dk.data.preprocess(dk.data.folders._read_rgb(tf.constant(str(folder / names["large"])))[None], 32, 3)[0].numpy()
 
     def large_image(sample_files):
         monkeypatch.setattr(dk.data, "SAMPLE_FILES", sample_files)
@@ -415,3 +415,17 @@ def test_jpegs_are_decoded_whole_when_no_sampled_image_is_twice_the_image_size(t
     assert np.abs(large_image(1) - whole).max() * 127.5 <= 0.5
     # The sample holds the large file: it is decoded at 1/8 scale, a little different.
     assert np.abs(large_image(2) - whole).max() * 127.5 > 0.5
+
+
+def test_labelled_loading_and_dedup_refuse_sources_they_cannot_read_and_name_those_they_can(tmp_path):
+    from dcgan_keras.experiments import dedup
+
+    with pytest.raises(ValueError, match=r"it is a folder, and this reads 'digits'.*'twemoji'.*'tfds:NAME\[:SPLIT\]'"):
+        dk.data.load_labelled(str(tmp_path))
+    with pytest.raises(ValueError, match=r"it is a TFDS dataset, and this reads .*existing folder.*\.npy or \.npz"):
+        dedup.load_images("tfds:mnist")
+    (tmp_path / "a.png").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"it is a file, and this reads .*existing folder.*\.npy or \.npz"):
+        dedup.load_images(tmp_path / "a.png")
+    with pytest.raises(TypeError, match=r"'digits', 'twemoji' or 'tfds:NAME\[:SPLIT\]'. Received: source of type int"):
+        dk.data.load_labelled(3)

@@ -13,7 +13,7 @@ def test_a_run_whose_discriminator_wins_is_warned_about_with_what_to_try(tiny_co
     # Made to overfit: 64 real digits, a discriminator that learns fast and a generator that barely learns.
     images, _ = dk.load_digits()
     real = preprocess(images[:64, ..., None], 32, 1).numpy()
-    gan = dk.DCGAN.from_paper_config(tiny_config.replace(learning_rate=2e-3, g_learning_rate=1e-7))
+    gan = dk.DCGAN.from_settings(tiny_config.replace(learning_rate=2e-3, g_learning_rate=1e-7))
     gan.compile()
     warning = DiscriminatorWinsWarning()
     with caplog.at_level(logging.WARNING, logger="dcgan_keras"):

@@ -36,7 +36,7 @@ TWO_CPUS = textwrap.dedent("""
 
 TRAINS = TWO_CPUS + textwrap.dedent("""
     with mirrored.scope():  # build and compile inside the scope
-        gan = dk.DCGAN.from_paper_config(config)
+        gan = dk.DCGAN.from_settings(config)
         gan.compile()
     before = [w.numpy().copy() for w in gan.generator.trainable_weights + gan.discriminator.trainable_weights]
     x = np.random.default_rng(0).uniform(-1, 1, (64, 32, 32, 1)).astype("float32")
@@ -48,7 +48,8 @@ TRAINS = TWO_CPUS + textwrap.dedent("""
     z = mirrored.experimental_local_results(mirrored.run(tf.function(lambda: gan.latent_noise(4))))
     # The same networks with a prior of 4 modes (offset 4): each replica's z is a mixture draw.
     with mirrored.scope():
-        mixed = dk.DCGAN(gan.generator, gan.discriminator, latent_modes=4, mode_offset=4.0, seed=2)
+        prior = config.replace(latent_distribution="normal", latent_modes=4, mode_offset=4.0, seed=2)
+        mixed = dk.DCGAN(gan.generator, gan.discriminator, prior)
     mixture = mirrored.experimental_local_results(mirrored.run(tf.function(lambda: mixed.latent_noise(4000))))
     print(json.dumps({
         "replicas": mirrored.num_replicas_in_sync,
@@ -76,14 +77,14 @@ MATCHES_ONE_DEVICE = TWO_CPUS + textwrap.dedent("""
         def latent_noise(self, batch_size):
             return self.given_z
 
-    initial = dk.DCGAN.from_paper_config(config).get_weights()
+    initial = dk.DCGAN.from_settings(config).get_weights()
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (64, 32, 32, 1)).astype("float32")
     z = rng.standard_normal((64, 16)).astype("float32")
 
     def run(strategy, sync_batch_norm):
         with strategy.scope():
-            nets = dk.DCGAN.from_paper_config(config.replace(sync_batch_norm=sync_batch_norm))
+            nets = dk.DCGAN.from_settings(config.replace(sync_batch_norm=sync_batch_norm))
             gan = GivenNoise(nets.generator, nets.discriminator)
             gan.set_weights(initial)
             gan.compile()
@@ -129,7 +130,7 @@ XLA_UNDER_MIRRORED = TWO_CPUS + textwrap.dedent("""
         }
     try:
         with mirrored.scope():
-            dk.DCGAN.from_paper_config(config).compile(jit_compile=True)
+            dk.DCGAN.from_settings(config).compile(jit_compile=True)
         report["two_replicas"] = "compiled"
     except ValueError as error:
         report["two_replicas"] = str(error)
@@ -255,7 +256,7 @@ def test_multi_worker_strategy_with_two_processes_trains_and_the_workers_agree(t
     assert len(weights[0]) == len(weights[1]) > 0
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)
-    untrained = dk.DCGAN.from_paper_config(dk.Config(image_size=32, channels=1, latent_dim=16, base_width=8))
+    untrained = dk.DCGAN.from_settings(dk.Config(image_size=32, channels=1, latent_dim=16, base_width=8))
     assert any(not np.allclose(a, b) for a, b in zip(models[0].generator.get_weights(), untrained.generator.get_weights()))
 
 
@@ -278,7 +279,7 @@ def test_make_strategy_names_and_errors():
 def test_noise_on_one_device_is_the_seed_generators_sequence(tiny_config):
     draws = {"normal": keras.random.normal, "uniform": lambda shape, seed: keras.random.uniform(shape, -1.0, 1.0, seed=seed)}
     for distribution, draw in draws.items():
-        gan = dk.DCGAN.from_paper_config(tiny_config.replace(latent_distribution=distribution))
+        gan = dk.DCGAN.from_settings(tiny_config.replace(latent_distribution=distribution))
         reference = keras.random.SeedGenerator(tiny_config.seed)
         for _ in range(2):
             expected = draw((5, tiny_config.latent_dim), seed=reference)
@@ -287,7 +288,7 @@ def test_noise_on_one_device_is_the_seed_generators_sequence(tiny_config):
 
 def test_sync_batch_norm_survives_config_and_keras_file_round_trips(tiny_config, tmp_path):
     config = tiny_config.replace(sync_batch_norm=True)
-    gan = dk.DCGAN.from_paper_config(config)
+    gan = dk.DCGAN.from_settings(config)
     norms = [l for l in gan.generator.layers + gan.discriminator.layers if isinstance(l, keras.layers.BatchNormalization)]
     assert norms and all(l.synchronized for l in norms)
     rebuilt = dk.DCGAN.from_config(gan.get_config())
@@ -297,7 +298,7 @@ def test_sync_batch_norm_survives_config_and_keras_file_round_trips(tiny_config,
         assert model.generator.get_layer("up1_bn").synchronized
         assert model.discriminator.get_layer("down2_bn").synchronized
     # The batch norm of a model saved before the option existed is not synchronised.
-    assert not dk.DCGAN.from_paper_config(tiny_config).generator.get_layer("up1_bn").synchronized
+    assert not dk.DCGAN.from_settings(tiny_config).generator.get_layer("up1_bn").synchronized
 
 
 def test_config_fields_default_for_old_configs_and_are_validated(tiny_config):

@@ -145,7 +145,7 @@ def test_cli_runs_on_a_saved_tiny_gan(tmp_path, capsys):
     from dcgan_keras.cli import main
 
     keras.utils.set_random_seed(0)
-    gan = dk.DCGAN.from_paper_config(dk.Config(**TINY))
+    gan = dk.DCGAN.from_settings(dk.Config(**TINY))
     gan.compile()
     path = str(tmp_path / "ckpt.keras")
     gan.save(path)

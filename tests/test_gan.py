@@ -1,3 +1,4 @@
+import dataclasses
 import os
 
 import numpy as np
@@ -24,7 +25,7 @@ def _changed(before, model):
 
 
 def test_one_train_step_updates_every_weight_of_both_networks(tiny_config):
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     gan.compile()
     g0, d0 = _snapshot(gan.generator), _snapshot(gan.discriminator)
     logs = gan.train_step(tf.constant(_batch(tiny_config)))
@@ -37,21 +38,21 @@ def test_one_train_step_updates_every_weight_of_both_networks(tiny_config):
 def test_each_half_of_the_step_updates_only_its_own_network(tiny_config):
     # With one network's learning rate at zero, a step changes only the other one.
     frozen = lambda: keras.optimizers.Adam(learning_rate=0.0)  # noqa: E731
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     gan.compile(g_optimizer=frozen())
     g0, d0 = _snapshot(gan.generator), _snapshot(gan.discriminator)
     gan.train_step(tf.constant(_batch(tiny_config)))
     assert not any(_changed(g0, gan.generator)) and all(_changed(d0, gan.discriminator))
 
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     gan.compile(d_optimizer=frozen())
     g0, d0 = _snapshot(gan.generator), _snapshot(gan.discriminator)
     gan.train_step(tf.constant(_batch(tiny_config)))
     assert all(_changed(g0, gan.generator)) and not any(_changed(d0, gan.discriminator))
 
 
-def test_compile_defaults_to_the_paper_adam_and_builds_optimizer_state(tiny_config):
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+def test_compile_defaults_to_the_configs_adam_and_builds_optimizer_state(tiny_config):
+    gan = dk.DCGAN.from_settings(tiny_config)
     gan.compile()
     for optimizer in (gan.d_optimizer, gan.g_optimizer):
         assert isinstance(optimizer, keras.optimizers.Adam)
@@ -59,13 +60,13 @@ def test_compile_defaults_to_the_paper_adam_and_builds_optimizer_state(tiny_conf
         assert optimizer.beta_1 == pytest.approx(0.5)
         assert optimizer.built  # variables exist before fit (tf.distribute needs it)
     # The defaults follow the Config the model was built from (as `train --learning-rate` does).
-    tuned = dk.DCGAN.from_paper_config(tiny_config.replace(learning_rate=1e-3, beta_1=0.7))
+    tuned = dk.DCGAN.from_settings(tiny_config.replace(learning_rate=1e-3, beta_1=0.7))
     tuned.compile()
     for optimizer in (tuned.d_optimizer, tuned.g_optimizer):
         assert float(optimizer.learning_rate) == pytest.approx(1e-3)
         assert optimizer.beta_1 == pytest.approx(0.7)
     # Two time scales: the generator's own learning rate, the discriminator's unchanged.
-    two = dk.DCGAN.from_paper_config(tiny_config.replace(g_learning_rate=4e-4))
+    two = dk.DCGAN.from_settings(tiny_config.replace(g_learning_rate=4e-4))
     two.compile()
     assert float(two.d_optimizer.learning_rate) == pytest.approx(2e-4)
     assert float(two.g_optimizer.learning_rate) == pytest.approx(4e-4)
@@ -74,7 +75,7 @@ def test_compile_defaults_to_the_paper_adam_and_builds_optimizer_state(tiny_conf
 
 
 def test_ema_generator_starts_equal_and_follows_the_generator(tiny_config):
-    gan = dk.DCGAN.from_paper_config(tiny_config.replace(ema_decay=0.9))
+    gan = dk.DCGAN.from_settings(tiny_config.replace(ema_decay=0.9))
     gan.compile()
     z = gan.noise(4)
     np.testing.assert_array_equal(gan.ema_generator(z), gan.generator(z))
@@ -91,7 +92,7 @@ def test_ema_generator_starts_equal_and_follows_the_generator(tiny_config):
 
 
 def test_generate_is_seeded_and_in_tanh_range(tiny_config):
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     a, b, c = gan.generate(5, seed=3), gan.generate(5, seed=3), gan.generate(5, seed=4)
     assert a.shape == (5, 32, 32, 1) and a.min() >= -1 and a.max() <= 1
     np.testing.assert_array_equal(a, b)
@@ -115,7 +116,7 @@ def test_training_sampling_checkpoints_and_exports_all_draw_the_models_prior(tin
     from dcgan_keras.metrics import sample_images
     from dcgan_keras.sampling import latent_prior, latent_vectors_for
 
-    gan = dk.DCGAN.from_paper_config(tiny_config.replace(latent_distribution="normal", latent_modes=4, mode_offset=3.0, ema_decay=0.9))
+    gan = dk.DCGAN.from_settings(tiny_config.replace(latent_distribution="normal", latent_modes=4, mode_offset=3.0, ema_decay=0.9))
     z = np.asarray(gan.latent_noise(8000))  # what train_step draws
     np.testing.assert_allclose(z[:, :4].mean(axis=0), 0.75, atol=0.08)  # 3.0 on a quarter of the draws
     np.testing.assert_allclose(z[:, 4:].mean(axis=0), 0.0, atol=0.08)
@@ -147,14 +148,14 @@ def test_a_prior_with_fewer_than_two_or_more_modes_than_axes_is_refused():
 
 
 def test_whole_model_round_trips_through_a_keras_file(tiny_config, tmp_path):
-    gan = dk.DCGAN.from_paper_config(tiny_config.replace(ema_decay=0.99, label_smoothing=0.1))
+    gan = dk.DCGAN.from_settings(tiny_config.replace(ema_decay=0.99, label_smoothing=0.1))
     gan.compile()
     gan.fit(tf.data.Dataset.from_tensor_slices(_batch(tiny_config, 64)).batch(32), epochs=1, verbose=0, shuffle=False)
     path = tmp_path / "gan.keras"
     gan.save(path)
     loaded = keras.models.load_model(path)  # no custom_objects needed
     assert isinstance(loaded, dk.DCGAN)
-    assert loaded.latent_dim == 16 and loaded.label_smoothing == 0.1 and loaded.ema_decay == 0.99
+    assert loaded.config == gan.config and loaded.latent_dim == 16
     z = gan.noise(6, seed=7)
     np.testing.assert_array_equal(loaded.generator(z, training=False), gan.generator(z, training=False))
     np.testing.assert_array_equal(loaded.ema_generator(z, training=False), gan.ema_generator(z, training=False))
@@ -170,8 +171,10 @@ def test_mismatched_networks_are_rejected_with_both_shapes(tiny_config):
     discriminator = dk.build_discriminator(tiny_config.replace(channels=3))
     with pytest.raises(ValueError, match="output shape"):
         dk.DCGAN(generator, discriminator)
-    with pytest.raises(ValueError, match="latent_dim"):
-        dk.DCGAN(generator, dk.build_discriminator(tiny_config), latent_dim=99)
+    with pytest.raises(ValueError, match="Received: latent_dim=99"):
+        dk.DCGAN(generator, dk.build_discriminator(tiny_config), tiny_config.replace(latent_dim=99))
+    with pytest.raises(ValueError, match="Received: image_size=64, channels=1"):
+        dk.DCGAN(generator, dk.build_discriminator(tiny_config), tiny_config.replace(image_size=64))
 
 
 def _nearest_real_distance(samples, real):
@@ -186,7 +189,7 @@ def test_a_short_run_on_the_real_digits_moves_samples_towards_real_digits(tiny_c
     keras.utils.set_random_seed(0)
     dataset = dk.make_dataset("digits", image_size=32, channels=1, batch_size=64, seed=0)
     real = np.concatenate([b.numpy() for b in dataset.take(16)])
-    gan = dk.DCGAN.from_paper_config(config)
+    gan = dk.DCGAN.from_settings(config)
     gan.compile()
     untrained = gan.generate(200, seed=0)
     history = gan.fit(dataset, epochs=3, verbose=0, shuffle=False).history
@@ -199,7 +202,7 @@ def test_a_short_run_on_the_real_digits_moves_samples_towards_real_digits(tiny_c
 
 
 def test_an_uncompiled_model_saves_and_loads_without_optimizers(tiny_config, tmp_path):
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     gan.save(tmp_path / "raw.keras")
     loaded = keras.models.load_model(tmp_path / "raw.keras")
     z = gan.noise(2)
@@ -219,20 +222,50 @@ def test_a_checkpoint_saved_by_version_0_1_loads_and_generates_the_same_images()
     assert int(gan.g_optimizer.iterations.numpy()) == 1 and int(gan.d_optimizer.iterations.numpy()) == 1
 
 
-def test_from_config_is_keras_deserialisation_and_a_config_goes_to_from_paper_config(tiny_config):
-    gan = dk.DCGAN.from_paper_config(tiny_config.replace(learning_rate=1e-3, g_learning_rate=2e-3, beta_2=0.99))
+def test_get_config_saves_the_config_and_from_config_rebuilds_it_and_old_names_still_work_with_a_warning(tiny_config):
+    config = tiny_config.replace(learning_rate=1e-3, g_learning_rate=2e-3, beta_2=0.99, r1_gamma=2.0, r1_every=3)
+    gan = dk.DCGAN.from_settings(config)
+    assert gan.get_config()["settings"] == config.to_dict()
     rebuilt = dk.DCGAN.from_config(gan.get_config())
-    assert (rebuilt.learning_rate, rebuilt.g_learning_rate, rebuilt.beta_1, rebuilt.beta_2) == (1e-3, 2e-3, 0.5, 0.99)
-    with pytest.warns(DeprecationWarning, match="from_paper_config"):
-        old_style = dk.DCGAN.from_config(tiny_config)
+    assert rebuilt.config == config
+    rebuilt.compile()
+    assert (float(rebuilt.d_optimizer.learning_rate), float(rebuilt.g_optimizer.learning_rate)) == pytest.approx((1e-3, 2e-3))
+    assert rebuilt.g_optimizer.beta_2 == pytest.approx(0.99)
+    with pytest.warns(DeprecationWarning, match="use DCGAN.from_settings"):
+        old_style = dk.DCGAN.from_config(tiny_config)  # version 0.1 built new models here
+    with pytest.warns(DeprecationWarning, match="use DCGAN.from_settings"):
+        assert dk.DCGAN.from_paper_config(tiny_config).config == tiny_config
+    with pytest.warns(DeprecationWarning, match="use make_adam"):
+        assert dk.paper_adam(tiny_config, generator=True).beta_2 == pytest.approx(tiny_config.beta_2)
     assert old_style.generator.output_shape == gan.generator.output_shape
     with pytest.raises(TypeError, match="Received: config="):
-        dk.DCGAN.from_paper_config(gan.get_config())
+        dk.DCGAN.from_settings(gan.get_config())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seed = 2  # one home, changed only by replace()
+
+
+def test_old_keyword_settings_map_onto_a_config_from_a_saved_dict_and_from_a_call(tiny_config):
+    # Checkpoints written before Config was the settings' home saved them as loose keywords,
+    # and DCGAN took them as keywords; unsaved ones take the old defaults (normal z, no seed).
+    gan = dk.DCGAN.from_settings(tiny_config)
+    saved = {key: value for key, value in gan.get_config().items() if key != "settings"}
+    saved.update(latent_dim=16, label_smoothing=0.1, ema_decay=0.9, seed=4)  # what version 0.1 saved
+    loaded = dk.DCGAN.from_config(saved)
+    assert loaded.config == dk.Config(
+        image_size=32, channels=1, latent_dim=16, label_smoothing=0.1, ema_decay=0.9, seed=4, latent_distribution="normal"
+    )
+    assert loaded.ema_generator is not None and loaded.name == gan.name
+    with pytest.warns(DeprecationWarning, match=r"DCGAN\(generator, discriminator, Config"):
+        called = dk.DCGAN(gan.generator, gan.discriminator, latent_modes=4, mode_offset=3.0)
+    assert (called.config.latent_modes, called.config.mode_offset, called.config.latent_distribution) == (4, 3.0, "normal")
+    assert dk.DCGAN(gan.generator, gan.discriminator).config.seed is None  # as it always was
+    with pytest.raises(TypeError, match="Received: seed"):
+        dk.DCGAN(gan.generator, gan.discriminator, tiny_config, seed=3)
 
 
 def _r1_weight_gradients(config, weights, images):
     # The gradient of the R1 penalty with respect to the discriminator's weights.
-    gan = dk.DCGAN.from_paper_config(config)
+    gan = dk.DCGAN.from_settings(config)
     gan.discriminator.set_weights(weights)
     with tf.GradientTape() as tape:
         _, penalty = gan.r1_penalty(tf.constant(images))
@@ -246,7 +279,7 @@ def test_the_r1_penalty_reaches_every_discriminator_kernel_with_exact_second_der
     # here, so r1_penalty's pass is made with Keras' ops, and only that pass.
     config = tiny_config.replace(r1_gamma=1.0)
     images = _batch(config, 16)
-    weights = dk.DCGAN.from_paper_config(config).discriminator.get_weights()
+    weights = dk.DCGAN.from_settings(config).discriminator.get_weights()
     gan, fast = _r1_weight_gradients(config, weights, images)
     _, plain = _r1_weight_gradients(config.replace(fast_layers=False), weights, images)
     norms = [layer for layer in gan.discriminator.layers if isinstance(layer, fast_layers.BatchNormalization)]
@@ -265,7 +298,7 @@ def test_training_with_r1_flattens_the_discriminator_around_the_real_images(tiny
     slopes = {}
     for gamma in (0.0, 10.0):
         keras.utils.set_random_seed(0)
-        gan = dk.DCGAN.from_paper_config(tiny_config.replace(r1_gamma=gamma))
+        gan = dk.DCGAN.from_settings(tiny_config.replace(r1_gamma=gamma))
         gan.compile()
         step = tf.function(gan.train_step)
         for _ in range(20):
@@ -275,7 +308,7 @@ def test_training_with_r1_flattens_the_discriminator_around_the_real_images(tiny
     # Without R1, D grows steep at the images it is shown; with it, far less so.
     assert slopes[10.0] < 0.5 * slopes[0.0], slopes
     rebuilt = dk.DCGAN.from_config(gan.get_config())
-    assert rebuilt.r1_gamma == 10.0
+    assert rebuilt.config.r1_gamma == 10.0
     with pytest.raises(ValueError, match=r"Received: r1_gamma=-1"):
         tiny_config.replace(r1_gamma=-1)
 
@@ -283,7 +316,7 @@ def test_training_with_r1_flattens_the_discriminator_around_the_real_images(tiny
 def _d_update(config, weights, images, iteration):
     # D's weights after one train_step with plain SGD (the update is -gradient), its
     # optimizer at `iteration`, from the same start weights (G's, D's) and the same z.
-    gan = dk.DCGAN.from_paper_config(config)
+    gan = dk.DCGAN.from_settings(config)
     gan.compile(d_optimizer=keras.optimizers.SGD(1.0), g_optimizer=keras.optimizers.SGD(0.0))
     gan.generator.set_weights(weights[0])
     gan.discriminator.set_weights(weights[1])
@@ -299,7 +332,7 @@ def test_lazy_r1_penalises_one_step_in_r1_every_with_that_many_times_the_weight(
     # With synchronised batch norm (no tf.cond around its cross-replica sum) as well.
     config = tiny_config.replace(r1_gamma=1.0, r1_every=4, sync_batch_norm=sync_batch_norm)
     images = _batch(config, seed=2)
-    first = dk.DCGAN.from_paper_config(config)
+    first = dk.DCGAN.from_settings(config)
     start = first.generator.get_weights(), first.discriminator.get_weights()
     for iteration, same_as in ((0, config.replace(r1_gamma=4.0, r1_every=1)), (5, config.replace(r1_gamma=0.0))):
         lazy = _d_update(config, start, images, iteration)
@@ -308,6 +341,6 @@ def test_lazy_r1_penalises_one_step_in_r1_every_with_that_many_times_the_weight(
         for a, b in zip(lazy, expected):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
         assert max(float(np.max(np.abs(a - c))) for a, c in zip(lazy, other)) > 1e-4  # the penalty matters here
-    assert dk.DCGAN.from_config(first.get_config()).r1_every == 4
+    assert dk.DCGAN.from_config(first.get_config()).config.r1_every == 4
     with pytest.raises(ValueError, match=r"Received: r1_every=0"):
         tiny_config.replace(r1_every=0)

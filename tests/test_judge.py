@@ -29,6 +29,28 @@ def test_collapse_to_one_digit_scores_one_and_covers_one_class():
     assert scores["coverage"] == 1 and scores["class_shares"][3] == 1.0
 
 
+def test_a_judge_trained_one_epoch_scores_held_out_real_digits_far_above_noise():
+    # The judge's own training and scoring code, on a judge small enough for every run:
+    # 16x16 digits, one epoch (seconds). Measured: accuracy 0.91; held-out digits: digit_fd
+    # 0.78, classifier score 7.7, all 10 digits covered; uniform noise: 153, 1.3, 4.
+    from dcgan_keras.data import load_digits, preprocess
+    from dcgan_keras.judge import digit_judge_report, train_digit_classifier
+    from dcgan_keras.metrics import feature_model
+
+    model, accuracy = train_digit_classifier(image_size=16, epochs=1, held_out=500, seed=0)
+    assert accuracy > 0.8
+    images, _ = load_digits()
+    order = np.random.default_rng(0).permutation(len(images))  # train_digit_classifier's split
+    held_out = preprocess(images[order][-500:][..., None], 16, 1).numpy()
+    noise = np.random.default_rng(1).uniform(-1, 1, held_out.shape).astype("float32")
+    context = (model, accuracy, feature_model(model, "features"))
+    real, fake = (digit_judge_report(x, context=context) for x in (held_out, noise))
+    assert real["digit_fd"] < 5 < 50 < fake["digit_fd"]
+    assert real["classifier_score"] > 5 > 2 > fake["classifier_score"]
+    assert real["coverage"] == 10 and fake["coverage"] < 10
+    assert real["mean_confidence"] > fake["mean_confidence"] + 0.2
+
+
 @pytest.mark.slow
 def test_the_judge_recognises_held_out_real_digits(tmp_path):
     model, accuracy = load_digit_classifier(32, cache_dir=str(tmp_path))

@@ -22,7 +22,7 @@ class _Scripted(keras.callbacks.Callback):
 
 
 def test_keep_best_saves_the_best_scoring_epoch_and_logs_which_it_was(tiny_config, tmp_path):
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     gan.compile()
     data = np.random.default_rng(0).uniform(-1, 1, (64, 32, 32, 1)).astype("float32")
     scripted = _Scripted([5.0, 3.0, math.nan, 4.0])
@@ -37,7 +37,7 @@ def test_keep_best_saves_the_best_scoring_epoch_and_logs_which_it_was(tiny_confi
 
 def test_keep_best_in_max_mode_keeps_the_highest_score(tiny_config, tmp_path):
     callback = KeepBest(tmp_path / "best.keras", monitor="score", mode="max")
-    callback.set_model(dk.DCGAN.from_paper_config(tiny_config))
+    callback.set_model(dk.DCGAN.from_settings(tiny_config))
     for epoch, score in enumerate([1.0, 3.0, 2.0]):
         logs = {"score": score}
         callback.on_epoch_end(epoch, logs)
@@ -62,10 +62,10 @@ def test_keep_best_says_which_callback_is_missing_and_refuses_an_unknown_mode(tm
 
 
 def test_train_with_keep_best_exports_the_best_epoch_by_the_metric_not_the_last(tiny_config, tmp_path, monkeypatch):
-    from dcgan_keras import train_lib
+    from dcgan_keras import keep_best
 
     scores = iter([3.0, 1.0, 2.0])  # epoch 2 is the best; epoch 3 the last
-    monkeypatch.setattr(train_lib, "fid", lambda real, images, feature_fn: next(scores))
+    monkeypatch.setattr(keep_best, "fid", lambda real, images, feature_fn: next(scores))
     digits, _ = dk.load_digits()
     config = tiny_config.replace(learning_rate=0.01)  # big steps: epochs 2 and 3 draw visibly different images
     summary = dk.train(config, tmp_path / "run", dataset=digits[:128], epochs=3, verbose=0,

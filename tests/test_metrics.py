@@ -180,7 +180,7 @@ def test_inception_features_offline_says_how_to_supply_weights(monkeypatch):
 
 
 def test_callback_adds_its_key_to_history(tiny_config, digits, tmp_path):
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     gan.compile()
     metric = frechet_metric(digits[:200], _projection(8))
     callback = EvaluationCallback(metric, name="pixel_fd", every=1, num_images=64, log_dir=tmp_path / "logs")
@@ -203,7 +203,7 @@ def test_evaluate_cli_on_an_exported_model(tiny_config, monkeypatch, tmp_path, c
 
     model = _tiny_judge(32)
     monkeypatch.setattr(judge, "load_digit_classifier", lambda image_size=32, cache_dir=None: (model, 0.5))
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     path = dk.export_generator(gan, tmp_path / "digits")
 
     assert main(["evaluate", "--model", path, "--num", "40", "--seed", "1"]) == 0

@@ -62,15 +62,3 @@ def test_weights_are_initialised_from_normal_0_002_and_batch_norm_scales_from_no
     assert abs(kernel.mean()) < 1e-3 and kernel.std() == pytest.approx(0.02, rel=0.05)
     gamma = generator.get_layer("up1_bn").gamma.numpy()
     assert gamma.mean() == pytest.approx(1.0, abs=0.01) and gamma.std() == pytest.approx(0.02, rel=0.3)
-
-
-@pytest.mark.parametrize("bad", [16, 48, 256])
-def test_unsupported_image_size_names_the_supported_ones(bad):
-    with pytest.raises(ValueError, match=r"32, 64, 128.*image_size=" + str(bad)):
-        dk.Config(image_size=bad)
-
-
-@pytest.mark.parametrize("field,value", [("batch_size", 0), ("channels", 2), ("latent_dim", -1), ("ema_decay", 1.0)])
-def test_config_rejects_invalid_values_naming_the_field(field, value):
-    with pytest.raises(ValueError, match=field):
-        dk.Config(**{field: value})

@@ -28,8 +28,8 @@ def _images(n=64, seed=0):
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains_with_float32_outputs_losses_and_variables(tiny_config, precision):
     config = tiny_config.replace(precision=precision, ema_decay=0.9)
-    nets = dk.DCGAN.from_paper_config(config)
-    gan = RecordingLossDtypes(nets.generator, nets.discriminator, ema_decay=0.9, seed=config.seed)
+    nets = dk.DCGAN.from_settings(config)
+    gan = RecordingLossDtypes(nets.generator, nets.discriminator, config)
     gan.compile()
 
     # Hidden layers compute in 16 bits; G's tanh and D's logit in float32.
@@ -69,10 +69,10 @@ def test_loss_scaling_unscales_the_gradients_before_the_update(tiny_config):
     # unscaling would make the float16 step 256 times the float32 one. (A
     # scale of 256 keeps the first step from overflowing, which at the default
     # 2**15 skips D's first update and so changes G's.)
-    initial = dk.DCGAN.from_paper_config(tiny_config).get_weights()
+    initial = dk.DCGAN.from_settings(tiny_config).get_weights()
 
     def one_step(precision):
-        gan = dk.DCGAN.from_paper_config(tiny_config.replace(precision=precision))
+        gan = dk.DCGAN.from_settings(tiny_config.replace(precision=precision))
         gan.set_weights(initial)
         start = [w.numpy().copy() for w in gan.trainable_weights]
         optimizers = [keras.optimizers.SGD(0.1) for _ in range(2)]
@@ -92,7 +92,7 @@ def test_loss_scaling_unscales_the_gradients_before_the_update(tiny_config):
 
 
 def test_precision_survives_a_keras_file_round_trip(tiny_config, tmp_path):
-    gan = dk.DCGAN.from_paper_config(tiny_config.replace(precision="mixed_float16"))
+    gan = dk.DCGAN.from_settings(tiny_config.replace(precision="mixed_float16"))
     gan.compile()
     gan.save(tmp_path / "gan.keras")
     loaded = keras.models.load_model(tmp_path / "gan.keras")
@@ -101,7 +101,7 @@ def test_precision_survives_a_keras_file_round_trip(tiny_config, tmp_path):
     assert isinstance(loaded.g_optimizer, keras.optimizers.LossScaleOptimizer)
     assert not isinstance(loaded.g_optimizer.inner_optimizer, keras.optimizers.LossScaleOptimizer)
     # The default stays float32 throughout, with the paper's plain Adam.
-    plain = dk.DCGAN.from_paper_config(tiny_config)
+    plain = dk.DCGAN.from_settings(tiny_config)
     plain.compile()
     assert plain.generator.get_layer("up1").compute_dtype == "float32"
     assert isinstance(plain.g_optimizer, keras.optimizers.Adam)

@@ -9,7 +9,7 @@ from dcgan_keras.sampling import from_standard_normal, latent_vectors
 
 
 def test_the_paper_recipe_trains_and_samples_on_uniform_z_in_minus_one_one(tiny_config):
-    gan = dk.DCGAN.from_paper_config(dk.Config.from_recipe("paper", **{**tiny_config.to_dict(), "latent_distribution": "uniform"}))
+    gan = dk.DCGAN.from_settings(dk.Config.from_recipe("paper", **{**tiny_config.to_dict(), "latent_distribution": "uniform"}))
     for z in (np.asarray(gan.latent_noise(4000)), gan.noise(4000, seed=1)):  # training's draws, sampling's draws
         assert z.min() >= -1.0 and z.max() <= 1.0
         assert stats.kstest(z[:, 0], stats.uniform(-1, 2).cdf).pvalue > 0.01
@@ -57,7 +57,7 @@ def trained_on_modes(tmp_path_factory):
     keras.utils.set_random_seed(0)
     config = dk.Config(image_size=32, channels=1, latent_dim=16, base_width=8, batch_size=64, seed=0,
                        latent_distribution="normal", latent_modes=10)
-    gan = dk.DCGAN.from_paper_config(config)
+    gan = dk.DCGAN.from_settings(config)
     gan.compile()
     gan.fit(dk.make_dataset("digits", image_size=32, batch_size=64, seed=0), epochs=2, verbose=0, shuffle=False)
     return gan, dk.export_generator(gan, tmp_path_factory.mktemp("export") / "modes")

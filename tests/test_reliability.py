@@ -140,7 +140,7 @@ def test_a_non_positive_batch_size_is_refused_by_config_data_and_cli(tmp_path, c
 
 @pytest.fixture
 def digits_like_export(tiny_config, tmp_path):
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     gan.save(tmp_path / "gan.keras")
     return gan, tmp_path / "gan.keras", dk.export_generator(gan, tmp_path / "exports")
 
@@ -159,7 +159,7 @@ def test_checkpoints_and_saved_models_of_another_latent_size_or_shape_are_refuse
 
 def test_a_new_export_version_must_keep_the_served_shapes(digits_like_export, tmp_path):
     _, _, export = digits_like_export
-    other = dk.DCGAN.from_paper_config(dk.Config(image_size=32, channels=1, latent_dim=8, base_width=8))
+    other = dk.DCGAN.from_settings(dk.Config(image_size=32, channels=1, latent_dim=8, base_width=8))
     with pytest.raises(ValueError, match=r"serves z of size 16 .* takes z of size 8 .*another name"):
         dk.export_generator(other, tmp_path / "exports")
     assert sorted(os.listdir(tmp_path / "exports")) == ["1"]  # nothing written
@@ -193,7 +193,7 @@ def test_a_run_dir_holding_another_run_is_refused_and_left_untouched(tiny_config
 
 
 def test_a_checkpoint_write_that_dies_midway_leaves_the_previous_checkpoint_whole(tiny_config, tmp_path, monkeypatch):
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     gan.compile()
     path = tmp_path / "ckpt.keras"
     dk.guards.save_model_atomic(gan, path)
@@ -212,7 +212,7 @@ def test_a_checkpoint_write_that_dies_midway_leaves_the_previous_checkpoint_whol
 
 
 def test_a_backup_write_that_dies_midway_leaves_the_previous_epoch_restorable(tiny_config, tmp_path, monkeypatch):
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     gan.compile()
     backup = dk.guards.RunBackup(tmp_path / "backup")
     backup.set_model(gan)
@@ -223,7 +223,7 @@ def test_a_backup_write_that_dies_midway_leaves_the_previous_epoch_restorable(ti
     monkeypatch.undo()
     state = read_backup(tmp_path / "backup")
     assert state["epoch"] == 1 and state["weights"] == "epoch_0001.weights.h5"
-    fresh = dk.DCGAN.from_paper_config(tiny_config)
+    fresh = dk.DCGAN.from_settings(tiny_config)
     fresh.compile()
     assert dk.guards.restore_backup(fresh, tmp_path / "backup") == 1
 
@@ -259,7 +259,7 @@ def test_a_nan_loss_stops_training_naming_the_step_keeps_the_last_good_epoch_and
 
 
 def test_a_generator_with_nan_weights_is_never_exported(tiny_config, tmp_path):
-    gan = dk.DCGAN.from_paper_config(dk.Config(**{**tiny_config.to_dict(), "ema_decay": None}))
+    gan = dk.DCGAN.from_settings(dk.Config(**{**tiny_config.to_dict(), "ema_decay": None}))
     kernel = gan.generator.trainable_weights[0]
     kernel.assign(np.full(kernel.shape, np.nan, np.float32))
     with pytest.raises(ValueError, match="NaN or Inf weights .* not exported"):
@@ -268,7 +268,7 @@ def test_a_generator_with_nan_weights_is_never_exported(tiny_config, tmp_path):
 
 
 def test_discriminator_collapse_is_warned_about_with_remedies(tiny_config, caplog):
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     # G frozen (learning rate 0) and a fast D: D soon rejects every fake.
     gan.compile(d_optimizer=keras.optimizers.Adam(2e-3), g_optimizer=keras.optimizers.Adam(0.0))
     guard = DivergenceGuard(collapse_patience=10)
@@ -279,7 +279,7 @@ def test_discriminator_collapse_is_warned_about_with_remedies(tiny_config, caplo
     assert re.search(r"The discriminator is winning \(step \d+\): .* below 0.01 for 10 steps.*--augment "
                      r"translation,cutout.*--keep-best", caplog.text)
     # A healthy start (both networks learning) raises no such warning in as many steps.
-    healthy = dk.DCGAN.from_paper_config(tiny_config)
+    healthy = dk.DCGAN.from_settings(tiny_config)
     healthy.compile()
     quiet = DivergenceGuard(collapse_patience=10)
     healthy.fit(ds, epochs=1, callbacks=[quiet], verbose=0, shuffle=False)
@@ -287,7 +287,7 @@ def test_discriminator_collapse_is_warned_about_with_remedies(tiny_config, caplo
 
 
 def test_collapsing_samples_are_warned_about_in_plain_words_and_a_healthy_run_stays_quiet(tiny_config, caplog):
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     gan.compile()
     ds = dk.make_dataset("digits", image_size=32, batch_size=32, seed=0).take(10)
 

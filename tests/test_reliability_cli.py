@@ -25,7 +25,7 @@ def fake_sampler(monkeypatch):
         loaded.append(path)
         return lambda seed, num_images: {"images": tf.fill([num_images, 8, 8, 1], tf.constant(128, tf.uint8))}
 
-    monkeypatch.setattr(dk.export, "load_sampler", load_sampler)
+    monkeypatch.setattr(dk.checkpoints, "load_sampler", load_sampler)
     return loaded
 
 

@@ -62,7 +62,7 @@ def test_files_tensorflow_cannot_decode_are_named_and_a_run_without_a_step_fails
         dk.make_dataset(folder, image_size=32, batch_size=8)
     # Files outside the checked sample are met only while training: with the check passed
     # (as for a file outside the sample), the epoch runs out of data and the run fails.
-    monkeypatch.setattr(data, "_check_image", lambda path, size: (None, 40, "RGB"))
+    monkeypatch.setattr(data.folders, "_check_image", lambda path, size: (None, 40, "RGB"))
     with pytest.raises(RuntimeError, match=r"data ran out in epoch 1 after 0 of 2 batches.*no generator was exported"):
         dk.train(_tiny(channels=3, batch_size=8), tmp_path / "run", dataset=folder, epochs=1,
                  export_dir=tmp_path / "exports", verbose=0)
@@ -92,7 +92,7 @@ def test_fifos_and_other_special_files_are_skipped_and_named_instead_of_blocking
 BLOCKED_FIT = """
 import sys, tensorflow as tf, dcgan_keras as dk
 from dcgan_keras.guards import GracefulInterrupt
-gan = dk.DCGAN.from_paper_config(dk.Config(latent_dim=8, base_width=8, batch_size=2)); gan.compile()
+gan = dk.DCGAN.from_settings(dk.Config(latent_dim=8, base_width=8, batch_size=2)); gan.compile()
 read = lambda p: tf.zeros([32, 32, 1]) + tf.cast(tf.strings.length(tf.io.read_file(p)), tf.float32) * 0.0
 ds = tf.data.Dataset.from_tensors(sys.argv[1]).map(read).repeat().batch(2)
 print("ready", flush=True)
@@ -194,7 +194,7 @@ def test_a_cache_file_of_other_images_is_rebuilt_and_a_killed_fills_leftovers_ar
     with pytest.warns(UserWarning, match=r"cache file .* held other images than asked for .*filled again"):
         ds = dk.make_dataset(folder, image_size=32, batch_size=8, cache=str(cache))
     assert [float(b.numpy().mean()) for b in ds] == [1.0] * 4  # the new white images, not the old black ones
-    data._CACHE_LOCKS.pop(str(cache)).close()  # as a new process finds the cache after a fill that was killed:
+    data.pipeline._CACHE_LOCKS.pop(str(cache)).close()  # as a new process finds the cache after a fill that was killed:
     (tmp_path / "cache" / "x.index").unlink()
     (tmp_path / "cache" / "x_0.lockfile").write_text("")
     (tmp_path / "cache" / "x_0.data-00000-of-00001.tempstate1").write_text("")
@@ -214,8 +214,8 @@ def test_images_above_the_pixel_limit_are_skipped_and_named_before_they_are_deco
     assert sum(1 for _ in ds) == 1
     # A file outside the sample fails in the pipeline from its header, before its decode.
     with pytest.raises(Exception, match="MAX_IMAGE_PIXELS"):
-        data._read_rgb(str(folder / "huge.png")).numpy()
-    assert data._read_rgb(str(folder / "ok0.png")).shape == (40, 40, 3)
+        data.folders._read_rgb(str(folder / "huge.png")).numpy()
+    assert data.folders._read_rgb(str(folder / "ok0.png")).shape == (40, 40, 3)
 
 
 # 7 -------------------------------------------------------------------------------------

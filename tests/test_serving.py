@@ -29,7 +29,7 @@ def exported(tmp_path_factory):
     """A tiny DCGAN (the `tiny_config` model, with EMA and a prior of 4 modes) and its export, shared by the module."""
     config = dk.Config(image_size=32, channels=1, latent_dim=16, base_width=8, batch_size=32, seed=1, ema_decay=0.9,
                        latent_distribution="normal", latent_modes=4)
-    gan = dk.DCGAN.from_paper_config(config)
+    gan = dk.DCGAN.from_settings(config)
     path = dk.export_generator(gan, tmp_path_factory.mktemp("export") / "digits")
     return gan, path, tf.saved_model.load(path)
 
@@ -405,7 +405,7 @@ def test_tf_serving_answers_the_documented_rest_and_grpc_requests(exported, tmp_
 
 
 def test_cli_exports_a_checkpoint_and_samples_a_grid_from_the_saved_model(tiny_config, tmp_path, capsys):
-    gan = dk.DCGAN.from_paper_config(tiny_config)
+    gan = dk.DCGAN.from_settings(tiny_config)
     gan.compile()
     gan.save(tmp_path / "ckpt.keras")
     root = tmp_path / "saved_models"
@@ -436,54 +436,12 @@ def test_cli_exports_a_checkpoint_and_samples_a_grid_from_the_saved_model(tiny_c
     assert main(args[:-2] + ["--num", "0", "--out", str(out)]) == 2
 
 
-def test_resume_restores_weights_optimizer_states_noise_and_epoch_counter(tiny_config, tmp_path):
-    # One batch per epoch: tf.data's shuffle order is not backed up, and with a
-    # single batch it only permutes the batch, which leaves the update the same
-    # up to float rounding.
-    data = np.random.default_rng(0).uniform(0, 1, (32, 32, 32, 1)).astype("float32")
-    kwargs = dict(dataset=data, export_dir=None, verbose=0, sample_every=10)
-    straight = dk.train(tiny_config, tmp_path / "straight", epochs=2, **kwargs)
-    first = dk.train(tiny_config, tmp_path / "resumed", epochs=1, **kwargs)
-    assert first["model"].g_optimizer.iterations.numpy() == 1
-    assert (tmp_path / "resumed" / "backup" / "state.json").exists()
-    csv_path = tmp_path / "resumed" / "history.csv"
-    header = csv_path.read_text().splitlines()[0]
-    with open(csv_path, "a") as f:  # a row written just before a kill, after the last backup
-        f.write(",".join("1" if k == "epoch" else "9.0" for k in header.split(",")) + "\n")
-    resumed = dk.train(tiny_config, tmp_path / "resumed", epochs=2, resume=True, **kwargs)
-
-    a, b = straight["model"], resumed["model"]
-    # The epoch counter: the resumed call ran only the second epoch.
-    assert len(resumed["history"]["g_loss"]) == 1
-    np.testing.assert_allclose(resumed["history"]["g_loss"][0], straight["history"]["g_loss"][1], rtol=1e-5)
-    logged = dk.callbacks.read_history_csv(csv_path)  # the killed run's stray row is gone
-    np.testing.assert_allclose(logged["g_loss"], straight["history"]["g_loss"], rtol=1e-5)
-    assert resumed["steps"] == 1  # this call's steps
-    # Optimizer states (step counters and Adam moments) and the noise generator.
-    assert b.g_optimizer.iterations.numpy() == a.g_optimizer.iterations.numpy() == 2
-    assert b.d_optimizer.iterations.numpy() == 2
-    for x, y in zip(a.g_optimizer.variables + a.d_optimizer.variables, b.g_optimizer.variables + b.d_optimizer.variables):
-        np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-5)
-    np.testing.assert_array_equal(a.seed_generator.state.numpy(), b.seed_generator.state.numpy())
-    # Weights of both networks and of the EMA generator.
-    for x, y in zip(a.generator.get_weights() + a.discriminator.get_weights() + a.sampler.get_weights(),
-                    b.generator.get_weights() + b.discriminator.get_weights() + b.sampler.get_weights()):
-        np.testing.assert_allclose(x, y, atol=1e-5)
-
-    # Without resume, the old run is kept unless overwrite is asked for; then training starts afresh.
-    with pytest.raises(FileExistsError, match="already holds a run"):
-        dk.train(tiny_config, tmp_path / "resumed", epochs=1, **kwargs)
-    fresh = dk.train(tiny_config, tmp_path / "resumed", epochs=1, overwrite=True, **kwargs)
-    assert fresh["model"].g_optimizer.iterations.numpy() == 1
-    assert len(dk.callbacks.read_history_csv(csv_path)["g_loss"]) == 1
-
-
 SIXTEEN_BITS = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}
 
 
 @pytest.mark.parametrize("precision", sorted(SIXTEEN_BITS))
 def test_a_mixed_precision_generator_exports_float32_ops_unless_keep_precision(tiny_config, tmp_path, precision):
-    gan = dk.DCGAN.from_paper_config(tiny_config.replace(precision=precision, latent_distribution="normal"))
+    gan = dk.DCGAN.from_settings(tiny_config.replace(precision=precision, latent_distribution="normal"))
     gan.compile()
     gan.fit(np.random.default_rng(0).uniform(-1, 1, (64, 32, 32, 1)).astype("float32"), batch_size=32, epochs=1, verbose=0)
     assert int(gan.g_optimizer.iterations.numpy()) >= 1
@@ -529,7 +487,7 @@ def test_float32_copy_holds_the_same_weights_and_a_float32_policy_in_every_layer
 
 
 def test_cli_export_keeps_the_16_bit_graph_only_with_keep_precision(tiny_config, tmp_path, capsys):
-    gan = dk.DCGAN.from_paper_config(tiny_config.replace(precision="mixed_bfloat16"))
+    gan = dk.DCGAN.from_settings(tiny_config.replace(precision="mixed_bfloat16"))
     gan.compile()
     gan.save(tmp_path / "ckpt.keras")
     args = ["export", "--checkpoint", str(tmp_path / "ckpt.keras"), "--name", "m", "--export-root", str(tmp_path)]

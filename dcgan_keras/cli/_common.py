@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def add_model(p, help="a .keras checkpoint or a SavedModel version folder"):
-    """`--model`: a generator to load with `export.load_generator`."""
+    """`--model`: a generator to load with `checkpoints.load_generator`."""
     p.add_argument("--model", required=True, help=help)
 
 

@@ -61,7 +61,7 @@ def _twemoji_table(report: dict) -> str:
 def _run_evaluate(args) -> int:
     if args.num is not None and args.num < 2:
         raise ValueError(f"--num must be at least 2. Received: --num {args.num}")
-    from dcgan_keras.export import load_generator
+    from dcgan_keras.checkpoints import load_generator
 
     generator = load_generator(args.model)
     if args.dataset == "twemoji":

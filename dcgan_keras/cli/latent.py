@@ -60,7 +60,7 @@ def register(subparsers):
 
 
 def _load(path):
-    from dcgan_keras.export import load_generator
+    from dcgan_keras.checkpoints import load_generator
 
     try:
         return load_generator(path)

@@ -39,11 +39,11 @@ def _run_page(args) -> int:
     from dcgan_keras.page import ORT_URL, write_page
 
     if model.endswith(".keras"):
-        from dcgan_keras.export import load_generator
+        from dcgan_keras.checkpoints import load_generator
 
         generator = load_generator(model)
     else:
-        from dcgan_keras.experiments.ablation import generator_from_saved_model
+        from dcgan_keras.checkpoints import generator_from_saved_model
 
         generator = generator_from_saved_model(model)
     index = write_page(generator, args.out, ort_url=args.ort_url or ORT_URL, title=args.title)

@@ -68,7 +68,8 @@ def _run_export(args) -> int:
             f"Received: --format {args.format} --keep-precision"
         )
 
-    from dcgan_keras.export import computes_in_16_bits, export_generator, load_generator
+    from dcgan_keras.checkpoints import load_generator
+    from dcgan_keras.export import computes_in_16_bits, export_generator
 
     generator = load_generator(checkpoint)  # a DCGAN gives its sampler (the EMA generator if kept)
     if args.format != "saved_model":
@@ -120,7 +121,7 @@ def _run_sample(args) -> int:
     import numpy as np
     import tensorflow as tf
 
-    from dcgan_keras.export import load_sampler
+    from dcgan_keras.checkpoints import load_sampler
     from dcgan_keras.images import from_uint8, image_format, image_grid, save_image
 
     image_format(args.out, "--out")  # a name without a format is refused before the model is loaded

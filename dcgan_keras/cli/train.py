@@ -15,7 +15,7 @@ import json
 import os
 
 from dcgan_keras.config import (
-    AUGMENTATIONS, DEFAULT_EPOCHS, KEEP_BEST_METRICS, PRECISION_CHOICES, RECIPES, STRATEGIES, Config, parse_policy,
+    AUGMENTATIONS, DEFAULT_EPOCHS, DEFAULT_MIN_STEPS, KEEP_BEST_METRICS, PRECISION_CHOICES, RECIPES, STRATEGIES, Config, parse_policy,
 )
 
 
@@ -99,8 +99,9 @@ def register(subparsers):
                         "'tfds:NAME[:SPLIT]', or a folder of images")
     p.add_argument("--channels", type=int, default=None,
                    help="1 or 3 (default: the dataset's own; digits 1, folders 3)")
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                   help=f"passes over the data (default: {DEFAULT_EPOCHS})")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"passes over the data (default: {DEFAULT_EPOCHS}, or as many as make "
+                        f"{DEFAULT_MIN_STEPS:,} steps on a smaller data set)")
     for flag, field, kind, text in _CONFIG_FLAGS:
         p.add_argument(flag, type=kind, default=None, metavar=_METAVARS.get(flag),
                        help=f"{text} ({_recipe_default(field)})")
@@ -149,15 +150,9 @@ def config_from_args(args) -> Config:
     overrides = {field: value for field, value in overrides.items() if value is not None}
     if overrides.get("ema_decay") == 0:
         overrides["ema_decay"] = None  # --ema 0: no moving average
-    if args.channels is None:
-        from dcgan_keras.data import infer_channels
-
-        channels = infer_channels(args.dataset)
-    else:
-        channels = args.channels
-    return Config.from_recipe(
-        args.recipe, channels=channels, sync_batch_norm=args.sync_batch_norm, **overrides,
-    )
+    if args.channels is not None:  # else train takes the dataset's own (channels_from_dataset)
+        overrides["channels"] = args.channels
+    return Config.from_recipe(args.recipe, sync_batch_norm=args.sync_batch_norm, **overrides)
 
 
 def _default_name(dataset: str) -> str:
@@ -181,7 +176,7 @@ def _run_train(args) -> int:
         config, run_dir, dataset=args.dataset, epochs=args.epochs, export_dir=export_dir,
         sample_every=args.sample_every, tensorboard=args.tensorboard, data_dir=args.data_dir,
         resume=args.resume, overwrite=args.overwrite, strategy=strategy, cache=args.cache,
-        keep_best=args.keep_best, evaluate_every=args.evaluate_every,
+        keep_best=args.keep_best, evaluate_every=args.evaluate_every, channels_from_dataset=args.channels is None,
     )
     report = {
         "run_dir": summary["run_dir"],

@@ -34,112 +34,17 @@ ablation.ablation_figure(before, after, box=(4, 4, 16, 28)).savefig("ablation.pn
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 import keras
 from keras import layers
 
+from dcgan_keras.checkpoints import generator_from_saved_model, load_keras_generator  # noqa: F401  (public here too)
 from dcgan_keras.experiments._shared import resolve_layer
-from dcgan_keras.sampling import batched_forward, from_standard_normal, latent_prior, latent_vectors_for, record_prior
+from dcgan_keras.sampling import batched_forward, latent_prior, latent_vectors_for, record_prior
 
 _WEIGHTED = (layers.Conv2D, layers.Conv2DTranspose, layers.Dense)
 _PASS_THROUGH = (layers.Dropout, layers.Activation, layers.ReLU, layers.LeakyReLU, layers.Identity)
-
-
-# -- loading a Keras generator -----------------------------------------------------------
-
-
-def _saved_model_variables(path: str) -> dict:
-    """`{weight path: array}` of an export's generator, e.g. `{"up1/kernel": ...}`."""
-    import tensorflow as tf
-
-    loaded = tf.saved_model.load(path)
-    return {v.name.split(":")[0]: v.numpy() for v in getattr(loaded, "generator_variables", [])}
-
-
-def generator_from_saved_model(path) -> keras.Model:
-    """Rebuilds a Keras generator from a SavedModel written by `export_generator`.
-
-    The export keeps the generator's variables; this builds the same
-    architecture with `build_generator` (sizes read from the variables) and
-    loads them, then checks that it draws what the SavedModel draws.
-
-    Args:
-        path: a version folder, e.g. `saved_models/digits/1`.
-
-    Returns:
-        A functional `keras.Model` generator (z -> images in [-1, 1]).
-    """
-    from dcgan_keras.config import Config
-    from dcgan_keras.export import SavedModelGenerator
-    from dcgan_keras.networks import build_generator
-
-    path = os.fspath(path)
-    served = SavedModelGenerator(path)  # checks the folder
-    variables = _saved_model_variables(path)
-    kernels = [value for name, value in variables.items() if name.endswith("/kernel")]
-    convs = [k for k in kernels if k.ndim == 4]
-    if not kernels or kernels[0].ndim != 2 or not convs:
-        raise ValueError(
-            f"The SavedModel at {path!r} does not hold a generator built by build_generator "
-            "(a projection followed by transposed convolutions), so its layers cannot be "
-            f"rebuilt. Pass the .keras checkpoint instead. Received: path={path!r}"
-        )
-    config = Config(
-        image_size=int(served.output_shape[1]), channels=int(served.output_shape[-1]),
-        latent_dim=int(kernels[0].shape[0]), base_width=int(convs[-1].shape[-1]),
-    )
-    generator = build_generator(config)
-    for lay in generator.layers:
-        for weight in lay.weights:
-            value = variables.get(weight.path)
-            if value is None or tuple(value.shape) != tuple(weight.shape):
-                raise ValueError(
-                    f"The SavedModel at {path!r} does not match a generator of {config} at layer "
-                    f"{lay.name!r} ({weight.name}); pass the .keras checkpoint instead. "
-                    f"Received: path={path!r}"
-                )
-            weight.assign(value)
-    record_prior(generator, *served.trained_prior)
-    z = latent_vectors_for(served, 4, seed=0)  # what the export takes: N(0, I), or its prior in older exports
-    mapped = from_standard_normal(z, *served.trained_prior) if latent_prior(served) != served.trained_prior else z
-    diff = np.abs(np.asarray(generator(mapped, training=False)) - np.asarray(served(z))).max()
-    if diff > 3.0 / 127.5:  # the export rounds to uint8
-        raise ValueError(
-            f"The generator rebuilt from {path!r} draws differently from the SavedModel "
-            f"(largest pixel difference {diff:.3f}); pass the .keras checkpoint instead. "
-            f"Received: path={path!r}"
-        )
-    return generator
-
-
-def load_keras_generator(source) -> keras.Model:
-    """A Keras generator from a `.keras` checkpoint, a SavedModel folder, or a loaded generator.
-
-    Args:
-        source: a path (`runs/NAME/ckpt.keras`, `saved_models/NAME/1`), a
-            `keras.Model` generator (returned as is), or a `SavedModelGenerator`.
-
-    Returns:
-        A functional `keras.Model` whose layers can be ablated.
-    """
-    from dcgan_keras.export import SavedModelGenerator, load_generator
-
-    if isinstance(source, keras.Model):
-        return getattr(source, "sampler", source)
-    if isinstance(source, SavedModelGenerator):
-        return generator_from_saved_model(source.path)
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(
-            "source must be a path, a keras.Model or a SavedModelGenerator. "
-            f"Received: source of type {type(source).__name__}"
-        )
-    path = os.fspath(source)
-    if path.endswith(".keras"):
-        return load_generator(path)
-    return generator_from_saved_model(path)
 
 
 # -- which feature maps ----------------------------------------------------------------------

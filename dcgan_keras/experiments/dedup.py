@@ -81,37 +81,24 @@ def load_images(source, image_size: int = HASH_SIZE, channels: int | None = None
     """
     import tensorflow as tf
 
-    from dcgan_keras.data import array_images, folder_images, load_digits, preprocess
+    from dcgan_keras.data import array_images, folder_images, load_digits, load_twemoji, preprocess, resolve_source
 
+    kind, value = resolve_source(source, accepted=("digits", "twemoji", "folder", "numpy_file", "array"))
     names = None
-    if isinstance(source, (str, os.PathLike)):
-        spec = os.fspath(source)
-        if spec == "digits":
-            array = load_digits()[0]
-        elif spec == "twemoji":
-            from dcgan_keras.data import load_twemoji
-
-            array = load_twemoji()["images"]
-        elif os.path.isdir(spec):
-            names, array = [], None
-        elif spec.endswith((".npy", ".npz")) and os.path.isfile(spec):
-            array = _numpy_file(spec)
-        else:
-            raise ValueError(
-                f"Cannot read images from {spec!r}: pass 'digits', 'twemoji', an existing folder of images, "
-                f"or a .npy/.npz file. Received: source={spec!r}"
-            )
-    elif isinstance(source, np.ndarray):
-        array = source
-    else:
-        raise TypeError(f"source must be a path, 'digits' or a NumPy array. Received: {type(source).__name__}")
-
-    if names is not None:  # a folder: unreadable files are left out (and counted in a warning)
-        ds, names = folder_images(spec, skip_errors=False)
+    if kind == "folder":  # unreadable files are left out (and counted in a warning)
+        ds, names = folder_images(value, skip_errors=False)
         if max_images:
             ds, names = ds.take(max_images), names[:max_images]
         channels = channels or 3
     else:
+        if kind == "digits":
+            array = load_digits()[0]
+        elif kind == "twemoji":
+            array = load_twemoji()["images"]
+        elif kind == "numpy_file":
+            array = _numpy_file(value)
+        else:
+            array = value
         ds = array_images(array)  # validated: rank, dtype, range, NaN
         if max_images:
             ds = ds.take(max_images)

@@ -38,6 +38,7 @@ import numpy as np
 import keras
 from keras import layers
 
+from dcgan_keras.checkpoints import load_discriminator  # noqa: F401  (public here too)
 from dcgan_keras.experiments._shared import conv_activations, random_like
 from dcgan_keras.sampling import batched_forward
 
@@ -370,35 +371,6 @@ def supervised_baseline(discriminator: keras.Model, x_train, y_train, x_test, y_
               shuffle=True, verbose=0)
     return float(model.evaluate(np.asarray(x_test, "float32"), y_test, batch_size=256,
                                 verbose=0, return_dict=True)["accuracy"])
-
-
-def load_discriminator(path) -> keras.Model:
-    """The discriminator of a `.keras` DCGAN checkpoint (or a bare model saved as `.keras`).
-
-    Args:
-        path: a `.keras` file, e.g. `runs/NAME/ckpt.keras`.
-
-    Returns:
-        The discriminator, a `keras.Model`.
-
-    Raises:
-        ValueError: for a SavedModel export, which holds only the generator,
-            or for a path that is no `.keras` file.
-    """
-    import os
-
-    from dcgan_keras.export import load_checkpoint
-
-    path = os.fspath(path)
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, "saved_model.pb")):
-        raise ValueError(
-            "This needs the discriminator, but a SavedModel export holds only the generator. "
-            f"Pass the training checkpoint instead, e.g. runs/NAME/ckpt.keras. Received: path={path!r}"
-        )
-    if not path.endswith(".keras"):
-        raise ValueError(f"Pass a .keras checkpoint of a DCGAN, e.g. runs/NAME/ckpt.keras. Received: path={path!r}")
-    model = load_checkpoint(path, compile=False)
-    return getattr(model, "discriminator", model)
 
 
 def prepare_images(discriminator: keras.Model, images) -> np.ndarray:
