@@ -207,13 +207,13 @@ def test_twemoji_gender_classifier_gives_three_class_probabilities():
 
 
 @pytest.fixture(scope="module")
-def colour_gan(make_tiny_gan):
+def colour_gan():
     """An untrained 64x64 colour DCGAN, as small as the digits' tiny one."""
     import keras
 
     keras.utils.set_random_seed(0)
-    gan = dk.DCGAN.from_paper_config(dk.Config(image_size=64, channels=3, latent_dim=16, base_width=4,
-                                               batch_size=8, latent_distribution="normal"))
+    gan = dk.DCGAN.from_settings(dk.Config(image_size=64, channels=3, latent_dim=16, base_width=4,
+                                           batch_size=8, latent_distribution="normal"))
     gan.compile()
     return gan
 
