@@ -86,7 +86,8 @@ def load_twemoji_classifier(cache_dir: str | None = "default"):
     return cached_classifier("twemoji_judge_v1.keras", train_twemoji_classifier, cache_dir)
 
 
-def _probabilities(classifier, images) -> np.ndarray:
+def probabilities(classifier, images) -> np.ndarray:
+    """The judge's category probabilities `(n, categories)` for images in [-1, 1] `(n, 64, 64, 3)`."""
     from dcgan_keras.sampling import batched_forward
 
     logits = batched_forward(classifier, images)
@@ -96,7 +97,7 @@ def _probabilities(classifier, images) -> np.ndarray:
 
 def _report(images, reference, classifier, feature_fn, k: int, confident: float, seed: int) -> dict:
     """The judge's numbers for `images` against the real `reference` images."""
-    p, p_reference = _probabilities(classifier, images), _probabilities(classifier, reference)
+    p, p_reference = probabilities(classifier, images), probabilities(classifier, reference)
     shares = np.bincount(p.argmax(axis=1), minlength=p.shape[1]) / len(p)
     reference_shares = np.bincount(p_reference.argmax(axis=1), minlength=p.shape[1]) / len(p_reference)
     features, reference_features = feature_fn(images), feature_fn(reference)

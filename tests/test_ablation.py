@@ -127,3 +127,68 @@ def test_saved_model_generator_can_be_ablated_and_the_cli_runs(gan, z, tmp_path,
     assert "regression_balanced_accuracy" in summary and "ratio" in summary["change"]
     assert main(["ablate", "--model", ckpt, "--out", str(out)]) == 2
     assert "--filters" in capsys.readouterr().err
+
+
+# -- forgetting to draw a concept that a classifier labels (Twemoji) ------------------------------
+
+
+def _two_map_generator():
+    """z (2) -> two 4x4 feature maps, relu(z0) and relu(z1) everywhere -> a 1x1 convolution to 4x4x3.
+
+    Map 0 darkens the image (draws the "object"), map 1 changes nothing.
+    """
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((2,), name="z")
+    kernel = np.zeros((2, 32), "float32")
+    kernel[0, 0::2] = 1.0  # map 0 = z0 at every position
+    kernel[1, 1::2] = 1.0  # map 1 = z1
+    x = layers.Dense(32, use_bias=False, kernel_initializer=keras.initializers.Constant(kernel), name="project")(inputs)
+    x = layers.Reshape((4, 4, 2))(x)
+    x = layers.ReLU(name="maps_relu")(x)
+    conv = np.zeros((1, 1, 2, 3), "float32")
+    conv[0, 0, 0, :] = -2.0
+    x = layers.Conv2D(3, 1, kernel_initializer=keras.initializers.Constant(conv),
+                      bias_initializer=keras.initializers.Constant(1.0), name="to_rgb")(x)
+    return keras.Model(inputs, x, name="generator")
+
+
+def _dark_is_concept(images):
+    dark = (images.reshape(len(images), -1).mean(axis=1) < 0.5).astype("float64")
+    return np.stack([1 - dark, dark], axis=1)
+
+
+def test_fit_concept_filters_finds_the_map_that_draws_the_labelled_object_and_dropping_it_removes_it():
+    generator = _two_map_generator()
+    fit = ablation.fit_concept_filters(generator, _dark_is_concept, concept=1, num_samples=60, seed=0,
+                                       max_filters=1)
+    assert fit["layer"] == "maps_relu" and fit["filters"] == [0]
+    assert fit["weights"][0] > abs(fit["weights"][1]) and fit["accuracy"] > 0.95
+    z = dk.latent_vectors(200, 2, seed=5)
+    before = _dark_is_concept(np.asarray(generator(z))).argmax(axis=1)
+    after = _dark_is_concept(np.asarray(ablation.ablate_filters(generator, "maps_relu", [0])(z))).argmax(axis=1)
+    control = _dark_is_concept(np.asarray(ablation.ablate_filters(generator, "maps_relu", [1])(z))).argmax(axis=1)
+    assert fit["concept_samples"] > 0 and before.sum() > 0
+    assert ablation.concept_removal(before, after, 1)["removed"] == 1.0
+    assert ablation.concept_removal(before, control, 1)["removed"] == 0.0
+    with pytest.raises(ValueError, match="None of the 60 samples is classified 1"):
+        ablation.fit_concept_filters(generator, lambda x: np.tile([1.0, 0.0], (len(x), 1)), 1, num_samples=60)
+
+
+def test_concept_removal_counts_what_disappeared_appeared_and_stayed():
+    before = np.array([2, 2, 2, 2, 0, 1, 1, 0])
+    after = np.array([2, 0, 1, 1, 0, 1, 2, 3])
+    scores = ablation.concept_removal(before, after, 2)
+    assert scores["share_before"] == 0.5 and scores["share_after"] == 0.25
+    assert scores["removed"] == 0.75 and scores["count_before"] == 4
+    assert scores["appeared"] == 0.25 and scores["others_kept"] == 0.5  # of 0, 1, 1, 0: 1 -> 2 and 0 -> 3 changed
+    with pytest.raises(ValueError, match="one length"):
+        ablation.concept_removal(before, after[:3], 2)
+
+
+def test_foreground_mask_marks_what_is_drawn_on_white():
+    images = np.ones((1, 2, 2, 3), "float32")
+    images[0, 0, 0] = [1.0, -1.0, 1.0]  # magenta: mean 1/3
+    images[0, 1, 1] = [0.95, 0.95, 0.95]  # near white
+    np.testing.assert_array_equal(ablation.foreground_mask(images)[0], [[True, False], [False, False]])

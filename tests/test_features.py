@@ -206,3 +206,14 @@ def test_balanced_accuracy_weighs_each_class_alike():
     truth = np.array([0] * 8 + [1] * 2)
     predicted = np.zeros(10, int)  # always the majority class: 80% right, half the classes
     assert features._balanced_accuracy(truth, predicted) == 0.5
+
+
+def test_random_like_of_a_generator_has_fresh_weights_and_the_same_prior(make_tiny_gan):
+    from dcgan_keras.experiments._shared import random_like
+    from dcgan_keras.sampling import latent_prior
+
+    generator = make_tiny_gan(0).sampler
+    fresh = random_like(generator, seed=3)
+    assert latent_prior(fresh) == latent_prior(generator)
+    assert not np.allclose(fresh.get_weights()[0], generator.get_weights()[0])
+    assert [w.shape for w in fresh.get_weights()] == [w.shape for w in generator.get_weights()]

@@ -137,3 +137,43 @@ def test_guided_cli_needs_a_checkpoint_not_a_saved_model(tiny_gan, tmp_path, cap
     summary = json.loads(capsys.readouterr().out)
     assert os.path.getsize(summary["figure"]) > 1000 and summary["layer"] == "down3_lrelu"
     assert sorted(summary["top_images"]) == ["0", "1"] and len(summary["top_images"]["0"]) == 3
+
+
+def test_label_purity_is_the_share_of_a_maps_top_images_with_its_commonest_label():
+    labels = np.array(["a", "a", "b", "c", "a", "b"])
+    top = np.array([[0, 1, 4], [2, 5, 0], [1, 2, 3]])
+    np.testing.assert_allclose(guided.label_purity(top, labels), [1.0, 2 / 3, 1 / 3])
+
+
+def test_guided_backprop_of_a_colour_discriminator_keeps_the_channels():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    d = dk.build_discriminator(dk.Config(image_size=64, channels=3, base_width=4))
+    images = np.random.default_rng(0).uniform(-1, 1, (3, 64, 64, 3)).astype("float32")
+    maps = guided.guided_backprop(d, images, None, channel=0)
+    assert maps.shape == (3, 64, 64, 3) and np.abs(maps).sum() > 0
+    panel = guided.guided_panel(d, images, None, channels=[0, 1], k=2, with_inputs=True)
+    assert panel["grid"].shape[-1] == 3
+
+
+def test_experiments_take_shared_helpers_from_shared_not_from_each_other():
+    import ast
+    from pathlib import Path
+
+    import dcgan_keras.experiments as experiments
+    from dcgan_keras.experiments import _shared, ablation
+
+    folder = Path(experiments.__file__).parent
+    experiment_modules = {p.stem for p in folder.glob("*.py")} - {"__init__", "_shared"}
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith("dcgan_keras.experiments"):
+                continue
+            parts = node.module.split(".")
+            imported = parts[2:3] if len(parts) > 2 else [a.name for a in node.names]
+            assert not set(imported) & experiment_modules, f"{path.name} imports {imported} from {node.module}"
+    # The documented names still work, and are the shared ones.
+    assert features.conv_activations is _shared.conv_activations
+    assert guided.resolve_layer is _shared.resolve_layer is ablation.resolve_layer
+    assert features.random_discriminator is _shared.random_like

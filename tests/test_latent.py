@@ -201,3 +201,151 @@ def test_twemoji_gender_classifier_gives_three_class_probabilities():
     probs = classify(images[:5])
     assert probs.shape == (5, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     assert 0.0 <= accuracy <= 1.0 and latent.GENDER_CLASSES == ("male", "female", "other")
+
+
+# -- colour: walks, exemplars picked by label, the paper's figure 7, skin tones -----------------
+
+
+@pytest.fixture(scope="module")
+def colour_gan():
+    """An untrained 64x64 colour DCGAN, as small as the digits' tiny one."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    gan = dk.DCGAN.from_settings(dk.Config(image_size=64, channels=3, latent_dim=16, base_width=4,
+                                           batch_size=8, latent_distribution="normal"))
+    gan.compile()
+    return gan
+
+
+def _identity_generator(shape=(4, 4, 3)):
+    """A "generator" whose image is z itself, reshaped."""
+    import keras
+
+    inputs = keras.Input((int(np.prod(shape)),))
+    return keras.Model(inputs, keras.layers.Reshape(shape)(inputs))
+
+
+def test_walk_smoothness_gives_one_score_per_walk_of_colour_frames(colour_gan):
+    out = latent.walk_smoothness(colour_gan.sampler, walks=2, num_points=2, steps=3, seed=0,
+                                 features=lambda x: x.reshape(len(x), -1)[:, :5])
+    assert out["images"].shape == (2, 6, 64, 64, 3)
+    assert len(out["pixel"]) == len(out["feature"]) == 2 and out["mean_pixel"] == pytest.approx(np.mean(out["pixel"]))
+    # Each walk is walk_loop with seed + i.
+    np.testing.assert_allclose(out["images"][1], latent.walk_loop(colour_gan.sampler, 2, 3, seed=1)[0], atol=1e-6)
+    with pytest.raises(ValueError, match="walks >= 1"):
+        latent.walk_smoothness(colour_gan.sampler, walks=0)
+
+
+def test_walk_command_on_a_colour_checkpoint_writes_a_colour_gif_and_the_untrained_baseline(colour_gan, tmp_path,
+                                                                                            capsys):
+    ckpt = tmp_path / "colour.keras"
+    colour_gan.save(ckpt)
+    out = tmp_path / "walks"
+    assert main(["walk", "--model", str(ckpt), "--walks", "2", "--points", "2", "--steps", "2", "--untrained",
+                 "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["untrained_smoothness"]) == 2 and report["untrained_mean_smoothness"] >= 1.0
+    gif = Image.open(out / "walks_slerp.gif")
+    assert gif.n_frames == 4 and gif.size == (64 + 4, 2 * 66 + 2)
+    frame = np.asarray(gif.convert("RGB")).astype(int)
+    # The frames keep their colours: the untrained generator's tints differ between channels.
+    assert np.abs(frame[..., 0] - frame[..., 2]).max() > 0
+    assert np.asarray(Image.open(out / "walks_slerp.png")).shape[-1] == 3
+    assert main(["walk", "--model", str(tmp_path / "export_folder"), "--untrained", "--out", str(out)]) == 2
+    assert "needs a .keras checkpoint" in capsys.readouterr().err
+
+
+def test_exemplars_by_label_are_the_most_likely_samples_and_skip_excluded_ones():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.05, 0.95], [0.7, 0.3]])
+    np.testing.assert_array_equal(latent.exemplars_by_label(probs, 1, k=2), [3, 1])
+    np.testing.assert_array_equal(latent.exemplars_by_label(probs, 1, k=2, exclude=[3]), [1, 2])
+    np.testing.assert_array_equal(latent.exemplars_by_label(probs, 0, k=3), [0, 4, 2])
+    with pytest.raises(ValueError, match="at least k samples"):
+        latent.exemplars_by_label(probs, 0, k=3, exclude=[0, 1, 2])
+
+
+def test_figure7_adds_the_plus_minus_difference_to_the_base_exemplars_and_draws_the_papers_layout():
+    # Identity generator on 4x4x3; class 1 when the mean pixel is positive. The 3 most
+    # positive z are "plus", the 3 most negative "minus", the next 3 most negative "base".
+    generator = _identity_generator()
+
+    def classify(images):
+        m = images.reshape(len(images), -1).mean(axis=1)
+        p1 = 1 / (1 + np.exp(-8 * m))
+        return np.stack([1 - p1, p1], axis=1)
+
+    z = np.random.default_rng(0).standard_normal((100, 48)).astype("float32")
+    means = z.mean(axis=1)
+    out = latent.figure7(generator, z, classify, plus=1, minus=0, base=0, k=3, seed=0)
+    order = np.argsort(means)
+    np.testing.assert_array_equal(np.sort(out["exemplars"]["plus"]), np.sort(order[-3:]))
+    np.testing.assert_array_equal(np.sort(out["exemplars"]["minus"]), np.sort(order[:3]))
+    np.testing.assert_array_equal(np.sort(out["exemplars"]["base"]), np.sort(order[3:6]))
+    expected = z[order[-3:]].mean(0) - z[order[:3]].mean(0) + z[order[3:6]].mean(0)
+    np.testing.assert_allclose(out["z"], expected, atol=1e-5)
+    assert out["exemplar_images"].shape == (3, 3, 4, 4, 3) and out["mean_images"].shape == (3, 4, 4, 3)
+    assert out["images"].shape == (9, 4, 4, 3) and out["labels"].shape == (9,)
+    assert out["share_plus"] == 1.0  # the plus - minus difference carries every result to class 1
+    fig = latent.figure7_plot(out, names=("tone5", "tone1", "tone1"))
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["tone5", "- tone1", "+ tone1"]
+
+
+def test_tone_arithmetic_picks_tone_1_and_tone_5_exemplars_and_moves_tone_1_samples_darker():
+    # A tone classifier on the identity generator: the mean pixel, cut into "none" and tones 1..5.
+    generator = _identity_generator()
+    edges = np.array([-0.6, -0.2, 0.2, 0.6])
+
+    def classify(images):
+        m = images.reshape(len(images), -1).mean(axis=1)
+        tone = 1 + np.searchsorted(edges, m)
+        probs = np.full((len(m), len(latent.TONE_CLASSES)), 0.01)
+        probs[np.arange(len(m)), tone] = 1.0 + np.abs(m)  # farther out = more confident
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    z = (np.random.default_rng(0).standard_normal((400, 48)) * 4).astype("float32")
+    tone1, tone5 = latent.TONE_CLASSES.index("tone1"), latent.TONE_CLASSES.index("tone5")
+    out = latent.label_arithmetic(generator, z, classify, source=tone1, target=tone5, k=3, num_bases=16, seed=0)
+    means = z.mean(axis=1)
+    np.testing.assert_array_equal(np.sort(out["target_exemplars"]), np.sort(np.argsort(-means)[:3]))
+    np.testing.assert_array_equal(np.sort(out["source_exemplars"]), np.sort(np.argsort(means)[:3]))
+    assert np.all(means[out["bases"]] < -0.6)  # every base is classified tone 1
+    assert out["share_target"] > out["share_target_random"]
+    assert latent.mean_tone(classify(out["images"])).mean() > latent.mean_tone(classify(generator(z[out["bases"]]).numpy())).mean() + 2
+
+
+def test_mean_tone_ignores_none_and_weights_tones_by_probability():
+    probs = np.array([[0.9, 0, 0, 0.1, 0, 0], [0, 0.5, 0, 0, 0, 0.5], [0.2, 0, 0, 0, 0.8, 0]])
+    np.testing.assert_allclose(latent.mean_tone(probs), [3.0, 3.0, 4.0])
+
+
+def test_twemoji_tone_classifier_gives_six_class_probabilities():
+    classify, accuracy = latent.train_twemoji_tone_classifier(epochs=1, seed=0)
+    from dcgan_keras.twemoji_judge import real_twemoji
+
+    probs = classify(real_twemoji()[0][:4])
+    assert probs.shape == (4, 6) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert 0.0 <= accuracy <= 1.0 and latent.TONE_CLASSES[0] == "none" and latent.TONE_CLASSES[5] == "tone5"
+
+
+def test_arithmetic_by_tone_writes_both_figures_and_the_mean_tone(colour_gan, tmp_path, capsys, monkeypatch):
+    # A stand-in for the trained tone classifier (training it is measured in docs/inside.md):
+    # the mean red minus blue of the image, cut into tones.
+    def classify(images):
+        m = (images[..., 0] - images[..., 2]).reshape(len(images), -1).mean(axis=1)
+        tone = 1 + np.searchsorted(np.quantile(m, [0.2, 0.4, 0.6, 0.8]), m)
+        probs = np.full((len(m), 6), 0.01)
+        probs[np.arange(len(m)), tone] = 1.0
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    monkeypatch.setattr(latent, "train_twemoji_tone_classifier", lambda seed=0: (classify, 0.5))
+    ckpt = tmp_path / "colour.keras"
+    colour_gan.save(ckpt)
+    out = tmp_path / "tone"
+    assert main(["arithmetic", "--model", str(ckpt), "--grid-size", "64", "--by-tone", "--num-bases", "8",
+                 "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["classes"] == list(latent.TONE_CLASSES) and report["num_bases"] == 8
+    assert set(report["mean_tone"]) == {"bases", "vector", "random"} and 0 <= report["share_tone5"] <= 1
+    assert (out / "arithmetic_by_tone.png").exists() and (out / "arithmetic_by_tone_figure7.png").exists()
+    assert main(["arithmetic", "--model", str(ckpt), "--by-tone", "--by-gender", "--out", str(out)]) == 2

@@ -3,6 +3,7 @@
     python -m dcgan_keras guided --checkpoint runs/digits/ckpt.keras --out runs/digits/guided
     python -m dcgan_keras ablate --model saved_models/digits/1 --box 8,8,24,24 --out runs/digits/ablate
     python -m dcgan_keras ablate --model runs/digits/ckpt.keras --layer up2_relu --filters 3,7,12 --out ...
+    python -m dcgan_keras ablate --model runs/twemoji/ckpt.keras --concept "Smileys & Emotion" --out ...
     python -m dcgan_keras dedup path/to/images/ --out runs/dedup
     python -m dcgan_keras dedup twemoji --out runs/dedup_twemoji
 
@@ -43,7 +44,14 @@ def register(subparsers):
     p.add_argument("--filters", default=None, help="indices of the feature maps to zero, e.g. 3,7,12")
     p.add_argument("--box", default=None,
                    help="y0,x0,y1,x1 in output pixels (end excluded): pick the maps by logistic regression")
+    p.add_argument("--concept", default=None,
+                   help="64x64 Twemoji generators: a category of the Twemoji judge (e.g. 'Smileys & Emotion'); pick "
+                        "the maps that draw it by logistic regression on samples the judge labels, and measure how "
+                        "often it disappears against dropping as many random maps")
     p.add_argument("--num-samples", type=int, default=150, help="samples the regression is fitted on")
+    p.add_argument("--num-measure", type=int, default=512,
+                   help="with --concept: samples the judge classifies before and after")
+    p.add_argument("--controls", type=int, default=3, help="with --concept: draws of as many random maps")
     p.add_argument("--max-filters", type=int, default=None, help="keep only the strongest positive maps")
     p.add_argument("--num-images", type=int, default=16, help="images shown and measured")
     p.add_argument("--seed", type=int, default=0, help="seed of the shown z (the fit uses seed + 1)")
@@ -94,12 +102,67 @@ def _run_guided(args) -> int:
 def _run_ablate(args) -> int:
     from dcgan_keras.experiments import ablation
 
+    if args.concept is not None:
+        return _ablate_concept(args, ablation)
     if args.filters is None and args.box is None:
         raise ValueError(
-            "Pass --filters (feature maps to zero) or --box (to pick them by logistic regression; "
+            "Pass --filters (feature maps to zero), --box or --concept (to pick them by logistic regression; "
             f"with --filters, the box is only measured). Received: --filters=None, --box=None"
         )
     return _ablate(args, ablation)
+
+
+def _ablate_concept(args, ablation) -> int:
+    from dcgan_keras.data import twemoji_categories
+    from dcgan_keras.sampling import batched_forward, latent_vectors_for
+    from dcgan_keras.twemoji_judge import load_twemoji_classifier, probabilities
+
+    categories = twemoji_categories()
+    if args.concept not in categories:
+        raise ValueError(f"--concept must be one of the Twemoji judge's categories {categories}. "
+                         f"Received: --concept {args.concept!r}")
+    generator = ablation.load_keras_generator(args.model)
+    if tuple(generator.output_shape[1:]) != (64, 64, 3):
+        raise ValueError("--concept needs a generator of 64x64 colour images, trained on Twemoji (the judge is "
+                         f"trained on them). Received: a generator of {tuple(generator.output_shape[1:])} images")
+    judge, _ = load_twemoji_classifier()
+    classify = lambda x: probabilities(judge, x)  # noqa: E731
+    concept = categories.index(args.concept)
+    layer = layer_name_or_index(args.layer)
+    fit = ablation.fit_concept_filters(generator, classify, concept, layer, num_samples=args.num_samples,
+                                       seed=args.seed + 1, max_filters=args.max_filters)
+    ablated = ablation.ablate_filters(generator, fit["layer"], fit["filters"])
+    z = latent_vectors_for(generator, args.num_measure, args.seed)
+    before = batched_forward(generator, z)
+    labels = classify(before).argmax(axis=1)
+    after = batched_forward(ablated, z)
+    scores = ablation.concept_removal(labels, classify(after).argmax(axis=1), concept)
+    total = ablation.num_filters(generator, fit["layer"])
+    controls = []
+    for draw in range(args.controls):
+        pick = np.random.default_rng(draw).permutation(total)[: len(fit["filters"])]
+        control = batched_forward(ablation.ablate_filters(generator, fit["layer"], pick), z)
+        controls.append(ablation.concept_removal(labels, classify(control).argmax(axis=1), concept))
+    shown = np.flatnonzero(labels == concept)[: args.num_images]  # samples of the concept, before and after
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "ablation.png")
+    if len(shown):
+        ablation.ablation_figure(before[shown], after[shown], columns=len(shown),
+                                 titles=(args.concept, "maps dropped")).savefig(path)
+    summary = {
+        "figure": path if len(shown) else None, "layer": fit["layer"], "concept": args.concept,
+        "filters": fit["filters"], "num_filters": total, "fit_samples": args.num_samples,
+        "fit_concept_samples": fit["concept_samples"],
+        "regression_balanced_accuracy": round(fit["accuracy"], 4), "measured": args.num_measure,
+        "fitted_maps": {k: round(v, 4) for k, v in scores.items()},
+        "random_maps_mean": {k: round(float(np.nanmean([c[k] for c in controls])), 4) for k in scores}
+        if controls else None,
+    }
+    if args.save:
+        ablated.save(args.save)
+        summary["saved"] = args.save
+    print(json.dumps(summary, indent=1))
+    return 0
 
 
 def _ablate(args, ablation) -> int:

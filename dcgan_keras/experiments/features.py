@@ -39,7 +39,11 @@ import keras
 from keras import layers
 
 from dcgan_keras.checkpoints import load_discriminator  # noqa: F401  (public here too)
+from dcgan_keras.experiments._shared import conv_activations, random_like
 from dcgan_keras.sampling import batched_forward
+
+# `features.conv_activations` and `features.random_discriminator` are documented names.
+random_discriminator = random_like
 
 ROWS = ("pixels", "random_d", "trained_d", "supervised")
 ROW_NAMES = {
@@ -48,38 +52,9 @@ ROW_NAMES = {
     "trained_d": "trained D features + L2-SVM",
     "supervised": "same D architecture, supervised",
 }
-_ACTIVATIONS = (layers.LeakyReLU, layers.ReLU, layers.ELU, layers.PReLU, layers.Activation, layers.Softmax)
 
 
 # -- feature extraction --------------------------------------------------------
-
-
-def conv_activations(discriminator: keras.Model) -> list:
-    """The layer whose output is each convolution's activated output, in order.
-
-    For each `Conv2D`, the first activation layer (LeakyReLU, ReLU, ...) that
-    follows it before the next convolution; the convolution itself (or its batch
-    norm) when there is none.
-    """
-    found, current = [], None
-    for layer in discriminator.layers:
-        if isinstance(layer, layers.Conv2D):
-            if current is not None:
-                found.append(current[1])
-            current = [layer, layer, False]  # conv, output layer, activation seen
-        elif current is not None and not current[2]:
-            if isinstance(layer, _ACTIVATIONS):
-                current[1], current[2] = layer, True
-            elif isinstance(layer, (layers.BatchNormalization, layers.LayerNormalization)):
-                current[1] = layer
-            elif isinstance(layer, (layers.Flatten, layers.Dense, layers.GlobalAveragePooling2D)):
-                found.append(current[1])
-                current = None
-    if current is not None:
-        found.append(current[1])
-    if not found:
-        raise ValueError(f"Model {discriminator.name!r} has no Conv2D layer to take features from.")
-    return found
 
 
 def _pool_size(side: int, grid: int) -> int:
@@ -396,12 +371,6 @@ def supervised_baseline(discriminator: keras.Model, x_train, y_train, x_test, y_
               shuffle=True, verbose=0)
     return float(model.evaluate(np.asarray(x_test, "float32"), y_test, batch_size=256,
                                 verbose=0, return_dict=True)["accuracy"])
-
-
-def random_discriminator(discriminator: keras.Model, seed: int = 0) -> keras.Model:
-    """The same architecture with freshly initialised weights (`clone_model`), the paper's baseline."""
-    keras.utils.set_random_seed(seed)
-    return keras.models.clone_model(discriminator)
 
 
 def prepare_images(discriminator: keras.Model, images) -> np.ndarray:

@@ -45,6 +45,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from dcgan_keras.experiments._shared import random_like, resolve_layer  # noqa: F401 (guided.resolve_layer is documented)
 from dcgan_keras.sampling import batched_forward
 
 REDUCTIONS = ("max", "sum")
@@ -87,44 +88,6 @@ def _is_rectifier(layer) -> bool:
 
 
 # -- running a discriminator layer by layer ------------------------------------------
-
-
-def resolve_layer(model: keras.Model, layer, candidates=None):
-    """The layer of `model` named by `layer`.
-
-    Args:
-        model: a functional model.
-        layer: a layer name (e.g. "down3_lrelu"), an integer index into
-            `candidates` (0 is the first, -1 the last), or `None` for the last
-            candidate.
-        candidates: the layers an index counts; by default the model's
-            convolution outputs (`features.conv_activations`), whose last is
-            the paper's choice.
-
-    Returns:
-        The `keras.layers.Layer`.
-    """
-    from dcgan_keras.experiments.features import conv_activations
-
-    if layer is None:
-        layer = -1
-    if isinstance(layer, (int, np.integer)):
-        candidates = conv_activations(model) if candidates is None else candidates
-        if not -len(candidates) <= int(layer) < len(candidates):
-            raise ValueError(
-                f"layer index {layer} is out of range: {model.name!r} has {len(candidates)} "
-                f"candidate layers ({', '.join(c.name for c in candidates)}). Received: layer={layer}"
-            )
-        return candidates[int(layer)]
-    if isinstance(layer, layers.Layer):
-        return layer
-    names = [lay.name for lay in model.layers]
-    if layer not in names:
-        raise ValueError(
-            f"Model {model.name!r} has no layer named {layer!r}; its layers are "
-            f"{', '.join(names)}. Received: layer={layer!r}"
-        )
-    return model.get_layer(layer)
 
 
 def _chain_upto(model: keras.Model, target) -> list:
@@ -259,6 +222,25 @@ def top_activating(discriminator: keras.Model, images, layer=None, k: int = 9,
     return {"layer": target.name, "channels": channels, "indices": order, "values": values}
 
 
+def label_purity(top_indices, labels) -> np.ndarray:
+    """For each feature map, the share of its top images that carry its most common label.
+
+    `top_indices` is `top_activating`'s `(channels, k)` "indices"; `labels`
+    one label per image (e.g. the Twemoji category, or `base`: the same emoji
+    in any skin tone). 1.0 means all k images of a map share a label; a map
+    that picks images at random scores about the largest class's share.
+    """
+    labels = np.asarray(labels)
+    top = np.asarray(top_indices)
+    if top.ndim != 2:
+        raise ValueError(f"top_indices must be (channels, k). Received: shape {top.shape}")
+    out = []
+    for row in top:
+        _, counts = np.unique(labels[row], return_counts=True)
+        out.append(counts.max() / len(row))
+    return np.asarray(out, dtype="float64")
+
+
 # -- figures ----------------------------------------------------------------------------
 
 
@@ -307,16 +289,14 @@ def guided_figure(trained: keras.Model, random: keras.Model | None, images, laye
     activated output), the k images that excite it most, each shown as its
     guided-backprop map (grey = zero gradient, white = pixels whose brightening
     raises the feature). Left: the trained D; right: the same architecture with
-    random weights (`features.random_discriminator(trained)` when `random` is `None`).
+    random weights (`features.random_discriminator(trained)`, i.e. `_shared.random_like`, when `random` is `None`).
 
     Returns:
         A `matplotlib.figure.Figure` (save it with `fig.savefig(path)`).
     """
     from matplotlib.figure import Figure
 
-    from dcgan_keras.experiments.features import random_discriminator
-
-    random = random_discriminator(trained) if random is None else random
+    random = random_like(trained) if random is None else random
     panels = [("trained D", trained), ("random-init D", random)]
     fig = Figure(figsize=(2 * (0.6 * k * (2 if with_inputs else 1) + 0.6), 0.6 * len(list(channels)) + 0.9),
                  dpi=dpi, layout="constrained")

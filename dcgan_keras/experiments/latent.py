@@ -192,6 +192,34 @@ def smoothness(images, features=None, closed: bool = False) -> dict:
     return result
 
 
+def walk_smoothness(generator, walks: int = 4, num_points: int = 4, steps: int = 8, seed: int = 0,
+                    method: str = "slerp", features=None) -> dict:
+    """`walks` closed walks (`walk_loop` with seeds `seed`, `seed + 1`, ...) and their smoothness.
+
+    Section 6.1's check: compare the numbers with those of an untrained
+    generator of the same architecture (`_shared.random_like(generator)`),
+    walked through the same z.
+
+    Args:
+        generator: maps z to images (see the module's docstring).
+        walks, num_points, steps, seed, method: as for `walk_loop`.
+        features: optional, as for `smoothness` (e.g. a judge's feature layer).
+
+    Returns:
+        `{"images": (walks, num_points * steps, H, W, C), "pixel": [per walk],
+        "mean_pixel"}`, and `"feature"`, `"mean_feature"` when `features` is given.
+    """
+    check_walk_size(walks, num_points, steps)
+    images = [walk_loop(generator, num_points, steps, seed=seed + i, method=method)[0] for i in range(walks)]
+    scores = [smoothness(w, features=features, closed=True) for w in images]
+    out = {"images": np.stack(images), "pixel": [s["smoothness"] for s in scores]}
+    out["mean_pixel"] = float(np.mean(out["pixel"]))
+    if features is not None:
+        out["feature"] = [s["feature_smoothness"] for s in scores]
+        out["mean_feature"] = float(np.mean(out["feature"]))
+    return out
+
+
 def ink_mass(images) -> np.ndarray:
     """Mean brightness `(x + 1) / 2` of each image, in [0, 1]: stroke thickness for digits."""
     images = np.asarray(images, dtype="float32")
@@ -343,7 +371,133 @@ def label_arithmetic(generator, z, classify, source: int, target: int, k: int = 
     }
 
 
+def exemplars_by_label(probs, label: int, k: int = 3, exclude=()) -> np.ndarray:
+    """Indices of the `k` samples a classifier finds most likely `label`, most likely first.
+
+    How the exemplars of a concept are picked among generated samples here,
+    where the paper picked them by eye. `probs` is `(N, classes)`; indices in
+    `exclude` are never picked (e.g. the other concept's exemplars).
+    """
+    probs = np.asarray(probs, dtype="float64")
+    if probs.ndim != 2 or not 0 <= label < probs.shape[1]:
+        raise ValueError(f"probs must be (N, classes) and label one of its classes. "
+                         f"Received: probs of shape {probs.shape}, label={label}")
+    candidates = np.setdiff1d(np.arange(len(probs)), np.asarray(list(exclude), dtype="int64"))
+    if len(candidates) < k or k < 1:
+        raise ValueError(f"Need k >= 1 and at least k samples to pick from. Received: k={k}, "
+                         f"{len(candidates)} samples left after excluding {len(probs) - len(candidates)}")
+    return candidates[np.argsort(-probs[candidates, label], kind="stable")[:k]]
+
+
+def figure7(generator, z, classify, plus: int, minus: int, base: int, k: int = 3, num_variants: int = 8,
+            noise_scale: float = 0.25, seed: int = 0) -> dict:
+    """The paper's figure 7 with exemplars picked by a classifier: mean(plus) - mean(minus) + mean(base).
+
+    Among the samples of `z`, the `k` most likely of class `plus`, of class
+    `minus` and (others than those) of class `base` are the exemplars
+    (`exemplars_by_label`); `arithmetic` gives the result and `num_variants`
+    noisy variants (uniform noise of `noise_scale`), and the classifier labels
+    them.
+
+    Returns:
+        `{"exemplars": {"plus", "minus", "base"}` (indices into `z`),
+        `"exemplar_images": (3, k, H, W, C)`, `"mean_images": (3, H, W, C)` (the
+        image of each group's mean z), `"images": (1 + num_variants, H, W, C)`
+        (the result first), `"labels"` of those, and `"share_plus"` (their share
+        classified `plus`).
+    """
+    z = np.asarray(z, dtype="float32")
+    probs = np.asarray(classify(render(generator, z)))
+    picked = {"plus": exemplars_by_label(probs, plus, k)}
+    picked["minus"] = exemplars_by_label(probs, minus, k, exclude=picked["plus"])
+    picked["base"] = exemplars_by_label(probs, base, k, exclude=np.concatenate(list(picked.values())))
+    result = arithmetic(generator, plus=z[picked["plus"]], minus=z[picked["minus"]], base=z[picked["base"]],
+                        num_variants=num_variants, noise_scale=noise_scale, seed=seed)
+    order = ("plus", "minus", "base")
+    labels = np.asarray(classify(result["images"])).argmax(axis=1)
+    return {
+        "exemplars": picked,
+        "exemplar_images": np.stack([render(generator, z[picked[g]]) for g in order]),
+        "mean_images": render(generator, np.stack([concept_vector(z[picked[g]]) for g in order])),
+        "images": result["images"], "z": result["z"], "labels": labels,
+        "share_plus": float((labels == plus).mean()),
+    }
+
+
+def figure7_plot(result: dict, names=("plus", "minus", "base"), dpi: int = 100):
+    """Draws `figure7`'s result as the paper's figure 7: three exemplar columns, then the result grid.
+
+    Each concept is a column of its k exemplars with the image of their mean
+    z below (framed); then "plus - minus + base =" and the result with its
+    noisy variants in a 3x3 grid (the result at the centre when there are 8).
+
+    Returns:
+        A `matplotlib.figure.Figure`.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    from dcgan_keras.images import image_grid
+
+    exemplars, means, images = result["exemplar_images"], result["mean_images"], result["images"]
+    k = exemplars.shape[1]
+
+    def show(ax, grid):
+        grid = (grid + 1) / 2
+        ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1,
+                  interpolation="nearest")
+
+    fig = Figure(figsize=(7.5, 0.95 * (k + 1) + 0.4), dpi=dpi, layout="constrained")
+    axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1, 1, 1, 3]})
+    for col, (ax, name) in enumerate(zip(axes[:3], names)):
+        column = image_grid(np.concatenate([exemplars[col], means[col][None]]), rows=k + 1, padding=2)
+        show(ax, column)
+        height = column.shape[0] / (k + 1)
+        ax.add_patch(Rectangle((0.5, k * height + 0.5), column.shape[1] - 2, height - 1, fill=False,
+                               edgecolor="red", linewidth=1.2))
+        ax.set_title(("" if col == 0 else "- " if col == 1 else "+ ") + name, fontsize=9)
+        ax.axis("off")
+    order = list(range(len(images)))
+    if len(images) == 9:  # the result in the middle of the variants, as in the paper
+        order = [1, 2, 3, 4, 0, 5, 6, 7, 8]
+    grid = image_grid(images[order], rows=int(np.ceil(np.sqrt(len(images)))), padding=2)
+    show(axes[3], grid)
+    axes[3].set_title(f"= result{' (centre)' if len(images) == 9 else ''} and {len(images) - 1} noisy variants",
+                      fontsize=9)
+    axes[3].axis("off")
+    return fig
+
+
 GENDER_CLASSES = ("male", "female", "other")
+
+
+TONE_CLASSES = ("none", "tone1", "tone2", "tone3", "tone4", "tone5")
+
+
+def _train_twemoji_attribute_classifier(labels, num_classes: int, name: str, epochs: int, seed: int):
+    """A small CNN (the judge's trunk) trained on the judge's split of the Twemoji, class-balanced.
+
+    Returns `(classify, held_out_accuracy)`, `classify` mapping images in [-1, 1] to probabilities.
+    """
+    import keras
+
+    from dcgan_keras.twemoji_judge import IMAGE_SIZE, convolutional_trunk, held_out_split, real_twemoji
+
+    images, _ = real_twemoji()
+    train, held = held_out_split(seed)
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3)),
+        *convolutional_trunk(),
+        keras.layers.Dense(num_classes, activation="softmax"),
+    ], name=name)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    counts = np.bincount(labels[train], minlength=num_classes)
+    weights = {c: len(train) / (num_classes * max(int(n), 1)) for c, n in enumerate(counts)}
+    model.fit(images[train], labels[train], batch_size=64, epochs=epochs, class_weight=weights, verbose=0)
+    _, accuracy = model.evaluate(images[held], labels[held], verbose=0)
+    return (lambda x: batched_forward(model, np.asarray(x, "float32"))), float(accuracy)
 
 
 def train_twemoji_gender_classifier(epochs: int = 8, seed: int = 0):
@@ -361,28 +515,37 @@ def train_twemoji_gender_classifier(epochs: int = 8, seed: int = 0):
         `(n, 64, 64, 3)` to probabilities `(n, 3)`; the accuracy is on the
         held-out emoji.
     """
-    import keras
-
     from dcgan_keras.data import load_twemoji
-    from dcgan_keras.twemoji_judge import IMAGE_SIZE, convolutional_trunk, held_out_split, real_twemoji
 
-    images, _ = real_twemoji()
     gender = load_twemoji()["gender"]
     labels = np.where(gender == "male", 0, np.where(gender == "female", 1, 2)).astype("int32")
-    train, held = held_out_split(seed)
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3)),
-        *convolutional_trunk(),
-        keras.layers.Dense(len(GENDER_CLASSES), activation="softmax"),
-    ], name="twemoji_gender")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    counts = np.bincount(labels[train], minlength=3)
-    weights = {c: len(train) / (3 * max(int(n), 1)) for c, n in enumerate(counts)}
-    model.fit(images[train], labels[train], batch_size=64, epochs=epochs, class_weight=weights, verbose=0)
-    _, accuracy = model.evaluate(images[held], labels[held], verbose=0)
-    return (lambda x: batched_forward(model, np.asarray(x, "float32"))), float(accuracy)
+    return _train_twemoji_attribute_classifier(labels, len(GENDER_CLASSES), "twemoji_gender", epochs, seed)
+
+
+def train_twemoji_tone_classifier(epochs: int = 8, seed: int = 0):
+    """A small classifier of the bundled Twemoji into skin tones (`TONE_CLASSES`).
+
+    Classes: "none" (every emoji without a skin tone: the default yellow
+    people and all other categories) and "tone1" (light) .. "tone5" (dark),
+    from the emoji's `skin_tone` (1,580 images, 316 per tone). Trained like
+    `train_twemoji_gender_classifier`: the judge's training split, whole
+    skin-tone groups held out, class weights balancing the six classes.
+
+    Returns:
+        `(classify, held_out_accuracy)`: `classify` maps images in [-1, 1]
+        `(n, 64, 64, 3)` to probabilities `(n, 6)`; the accuracy is on the
+        held-out emoji.
+    """
+    from dcgan_keras.data import load_twemoji
+
+    labels = np.asarray(load_twemoji()["skin_tone"], dtype="int32")
+    return _train_twemoji_attribute_classifier(labels, len(TONE_CLASSES), "twemoji_tone", epochs, seed)
+
+
+def mean_tone(probs) -> np.ndarray:
+    """The expected skin tone (1..5) of each image under a tone classifier's probabilities, its "none" left out."""
+    p = np.asarray(probs, dtype="float64")[:, 1:]
+    return (p * np.arange(1, p.shape[1] + 1)).sum(axis=1) / np.maximum(p.sum(axis=1), 1e-12)
 
 
 # -- files ---------------------------------------------------------------------
