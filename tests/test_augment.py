@@ -111,7 +111,7 @@ def test_train_step_augments_real_and_fake_images_in_all_three_discriminator_pas
         assert not np.array_equal(before.numpy(), after.numpy())  # each batch D sees is transformed
     # The policy is saved with the model.
     gan2 = dk.DCGAN.from_settings(tiny_config.replace(augment="cutout"))
-    assert gan2.get_config()["augment"] == "cutout"
+    assert gan2.get_config()["settings"]["augment"] == "cutout"
 
 
 def test_adaptive_augmentation_rises_while_the_discriminator_is_sure_of_the_reals(tiny_config):
