@@ -38,6 +38,12 @@ def default_epochs(steps_per_epoch: int) -> int:
     return max(DEFAULT_EPOCHS, math.ceil(DEFAULT_MIN_STEPS / max(1, steps_per_epoch)))
 
 
+def default_sample_every(epochs: int) -> int:
+    """`train`'s epochs between sample grids when none are given: 1, or as many as keep about
+    `DEFAULT_EPOCHS` grids (60, half a MiB each at 64x64) in a longer run."""
+    return max(1, round(epochs / DEFAULT_EPOCHS))
+
+
 def cpu_has_bfloat16() -> bool:
     """Whether this machine's CPU has bfloat16 instructions (Linux's /proc/cpuinfo; False elsewhere)."""
     try:

@@ -14,7 +14,7 @@ import keras
 
 from dcgan_keras.callbacks import LossPlot, SampleGrid, read_history_csv
 from dcgan_keras.checkpoints import load_checkpoint
-from dcgan_keras.config import KEEP_BEST_METRICS, Config, default_epochs
+from dcgan_keras.config import KEEP_BEST_METRICS, Config, default_epochs, default_sample_every
 from dcgan_keras.data import make_dataset, open_source
 from dcgan_keras.discriminator_wins import DiscriminatorWinsWarning
 from dcgan_keras.export import export_generator
@@ -117,7 +117,7 @@ def train(
     dataset="digits",
     epochs: int | None = None,
     export_dir: str | None = "saved_models/digits",
-    sample_every: int = 1,
+    sample_every: int | None = None,
     tensorboard: bool = False,
     data_dir: str | None = None,
     verbose: int | str = "auto",
@@ -143,7 +143,8 @@ def train(
         epochs: passes over the dataset; `None`: `config.default_epochs` (60, more on a
             data set of fewer than 78 batches).
         export_dir: where the generator's SavedModel versions go (`None`: no export).
-        sample_every: epochs between sample grids.
+        sample_every: epochs between sample grids; `None`: 1, or as many as keep about 60
+            grids when a small data set trains for more epochs (`default_epochs`).
         tensorboard: also log to `run_dir/logs` for TensorBoard.
         data_dir: TFDS data folder.
         verbose: Keras' progress-bar setting; "auto" prints one line per epoch instead when
@@ -200,6 +201,8 @@ def train(
     if epochs is not None and epochs < 1:
         raise ValueError(f"epochs must be a positive integer. Received: epochs={epochs}")
     for name, value in (("sample_every", sample_every), ("evaluate_every", evaluate_every)):
+        if value is None and name == "sample_every":
+            continue
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive number of epochs. Received: {name}={value!r}")
     if resume and overwrite:
@@ -226,6 +229,8 @@ def train(
         config = config.replace(channels=source.channels)
     if epochs is None:
         epochs = default_epochs(source.count // config.batch_size)
+    if sample_every is None:
+        sample_every = default_sample_every(epochs)
     record = _run_record(config, dataset)
     replaced = _check_run_dir(run_dir, record, resume, overwrite)
     backup = _backup_to_resume(run_dir, epochs) if resume else None

@@ -53,5 +53,7 @@ def test_without_epochs_a_small_data_set_trains_for_the_default_number_of_steps(
     monkeypatch.setattr(dk.config, "DEFAULT_EPOCHS", 1)
     monkeypatch.setattr(dk.config, "DEFAULT_MIN_STEPS", 6)
     data = np.random.default_rng(0).uniform(0, 1, (64, 32, 32, 1)).astype("float32")  # 2 steps per epoch
-    result = dk.train(tiny_config, tmp_path / "run", dataset=data, export_dir=None, verbose=0, sample_every=10)
+    result = dk.train(tiny_config, tmp_path / "run", dataset=data, export_dir=None, verbose=0)
     assert result["steps"] == 6 and len(result["history"]["g_loss"]) == 3
+    # About DEFAULT_EPOCHS (here 1) sample grids: one every 3 epochs.
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("*.png")) == ["epoch_0003.png"]

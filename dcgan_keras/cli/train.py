@@ -123,8 +123,9 @@ def register(subparsers):
     p.add_argument("--cache", default="auto", metavar="auto|memory|off|PATH",
                    help="keep the resized images in memory: 'auto' when they fit 512 MiB, else read "
                         "them again every epoch; or a cache file path (docs/data.md)")
-    p.add_argument("--sample-every", type=int, default=1, metavar="N",
-                   help="epochs between two sample grids in RUN_DIR/samples")
+    p.add_argument("--sample-every", type=int, default=None, metavar="N",
+                   help="epochs between two sample grids in RUN_DIR/samples (default: 1, or as many "
+                        "as keep about 60 grids in a longer run)")
     p.add_argument("--tensorboard", action="store_true", help="also log to RUN_DIR/logs")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/backup (killed or finished run)")
     p.add_argument("--overwrite", action="store_true",
