@@ -34,7 +34,7 @@ KEEP_BEST_METRICS = ("digit_fd", "fid", "d_fd")
 def default_epochs(steps_per_epoch: int) -> int:
     """`train`'s epochs when none are given: 60, or as many as make 4,680 steps (the digits' 60
     epochs at batch 64) on a data set with fewer steps per epoch, e.g. 87 epochs of the 3,491
-    Twemoji and 669 of a folder of 500 images (docs/quality.md, "Epochs")."""
+    Twemoji and 669 of a folder of 500 images (docs/quality.md, "64x64 colour: the Twemoji")."""
     return max(DEFAULT_EPOCHS, math.ceil(DEFAULT_MIN_STEPS / max(1, steps_per_epoch)))
 
 
