@@ -17,6 +17,9 @@ from dcgan_keras.metrics import feature_model, is_generator, sample_images
 
 IMAGE_SIZE = 64
 HELD_OUT = 0.2  # the share of emoji (whole skin-tone groups) the judge never trains on
+# Draws of noise `evaluate_twemoji` averages a generator's numbers over. One draw of 672 samples
+# gives a noisy Fréchet distance: one generator scored 0.68 to 1.40 over five (docs/quality.md).
+DEFAULT_DRAWS = 5
 
 
 def held_out_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +125,8 @@ def judge_context():
     return classifier, accuracy, feature_model(classifier, "features")
 
 
-def evaluate_twemoji(generator_or_images, num: int | None = None, seed: int = 0, k: int = 3, context=None) -> dict:
+def evaluate_twemoji(generator_or_images, num: int | None = None, seed: int = 0, k: int = 3, context=None,
+                     draws: int | None = None) -> dict:
     """Everything `evaluate --dataset twemoji` prints, for samples and for held-out real emoji.
 
     The samples are compared with the judge's training split (what it and,
@@ -138,6 +142,9 @@ def evaluate_twemoji(generator_or_images, num: int | None = None, seed: int = 0,
         seed: seed of the noise.
         k: neighbours of the precision/recall manifolds.
         context: `judge_context()`'s result, to reuse a loaded judge.
+        draws: for a generator, how many sets of `num` samples to score, from the
+            noise seeds `seed`, `seed + 1`, ...; the samples' numbers are their
+            means. Default: `DEFAULT_DRAWS` (5); images are one draw.
 
     Returns:
         `judge_accuracy` (on the held-out emoji), then for `samples` and `real_held_out`
@@ -146,24 +153,44 @@ def evaluate_twemoji(generator_or_images, num: int | None = None, seed: int = 0,
         `category_share_gap` (half the L1 distance of predicted category shares
         to the training split's), `precision`, `recall`, `nearest_train_distance`
         (mean pixel distance, in [-1, 1] units, to the nearest training emoji),
-        `memorisation_ratio` and `category_shares`.
+        `memorisation_ratio` and `category_shares`. The samples' report adds `draws`
+        and `twemoji_fd_sd`, the Fréchet distance's standard deviation over the draws.
     """
     images, _ = real_twemoji()
     train, held = held_out_split()
     num = len(held) if num is None else int(num)
-    if is_generator(generator_or_images):
-        samples = sample_images(generator_or_images, num, seed)
-    else:
-        samples = np.asarray(generator_or_images, dtype="float32")
-    if samples.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
+    generator = is_generator(generator_or_images)
+    draws = (DEFAULT_DRAWS if generator else 1) if draws is None else draws
+    if not (isinstance(draws, int) and draws >= 1) or (draws > 1 and not generator):
+        raise ValueError(
+            "draws must be a positive integer, and 1 for images (only a generator draws new samples). "
+            f"Received: draws={draws!r} for {'a generator' if generator else 'images'}"
+        )
+    sets = [sample_images(generator_or_images, num, seed + i) for i in range(draws)] if generator else [
+        np.asarray(generator_or_images, dtype="float32")]
+    if sets[0].shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
         raise ValueError(
             f"The Twemoji judge scores 64x64 colour images. Train with --dataset twemoji --image-size 64. "
-            f"Received: images of shape {samples.shape[1:]}"
+            f"Received: images of shape {sets[0].shape[1:]}"
         )
     classifier, accuracy, feature_fn = context or judge_context()
-    k = min(k, len(samples) - 1)
+    k = min(k, len(sets[0]) - 1)
+    reports = [_report(samples, images[train], classifier, feature_fn, k, 0.9, seed) for samples in sets]
     return {
         "judge_accuracy": float(accuracy),
-        "samples": _report(samples, images[train], classifier, feature_fn, k, 0.9, seed),
+        "samples": _mean_report(reports),
         "real_held_out": _report(images[held], images[train], classifier, feature_fn, k, 0.9, seed),
     }
+
+
+def _mean_report(reports: list[dict]) -> dict:
+    """The mean of `_report`s over draws, with `draws` and the Fréchet distance's spread, `twemoji_fd_sd`."""
+    mean = {}
+    for key, value in reports[0].items():
+        values = np.array([report[key] for report in reports], dtype="float64")
+        mean[key] = value if key == "num_images" else (
+            [round(float(v), 4) for v in values.mean(axis=0)] if isinstance(value, list) else float(values.mean()))
+    fds = [report["twemoji_fd"] for report in reports]
+    mean["twemoji_fd_sd"] = float(np.std(fds, ddof=1)) if len(fds) > 1 else 0.0
+    mean["draws"] = len(reports)
+    return mean

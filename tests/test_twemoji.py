@@ -59,3 +59,17 @@ def test_the_judge_scores_real_emoji_far_better_than_noise(quick_judge):
 def test_the_judge_refuses_images_of_another_shape(quick_judge):
     with pytest.raises(ValueError, match=r"64x64 colour.*Received: images of shape \(32, 32, 3\)"):
         twemoji_judge.evaluate_twemoji(np.zeros((4, 32, 32, 3), "float32"), context=quick_judge)
+
+
+def test_a_generator_is_scored_as_the_mean_over_draws_of_noise_and_images_as_one_draw(quick_judge, tiny_config):
+    gan = dk.DCGAN.from_settings(tiny_config.replace(image_size=64, channels=3))
+    score = lambda **kw: twemoji_judge.evaluate_twemoji(gan, num=40, context=quick_judge, **kw)["samples"]
+    mean, single = score(draws=3), [score(seed=seed, draws=1)["twemoji_fd"] for seed in range(3)]
+    assert mean["draws"] == 3 and mean["num_images"] == 40
+    assert mean["twemoji_fd"] == pytest.approx(np.mean(single))
+    assert mean["twemoji_fd_sd"] == pytest.approx(np.std(single, ddof=1)) and mean["twemoji_fd_sd"] > 0
+    assert score()["draws"] == twemoji_judge.DEFAULT_DRAWS
+    images = np.zeros((8, 64, 64, 3), "float32")
+    assert twemoji_judge.evaluate_twemoji(images, context=quick_judge)["samples"]["draws"] == 1
+    with pytest.raises(ValueError, match=r"1 for images.*Received: draws=2 for images"):
+        twemoji_judge.evaluate_twemoji(images, context=quick_judge, draws=2)
