@@ -1,10 +1,13 @@
 """The bundled Twemoji (64x64 colour, with labels) and its judge (dcgan_keras.twemoji_judge)."""
 
+import json
+
 import numpy as np
 import pytest
 
 import dcgan_keras as dk
 from dcgan_keras import twemoji_judge
+from dcgan_keras.cli import main
 from dcgan_keras.data import load_labelled, twemoji_categories
 from dcgan_keras.metrics import feature_model
 
@@ -73,3 +76,20 @@ def test_a_generator_is_scored_as_the_mean_over_draws_of_noise_and_images_as_one
     assert twemoji_judge.evaluate_twemoji(images, context=quick_judge)["samples"]["draws"] == 1
     with pytest.raises(ValueError, match=r"1 for images.*Received: draws=2 for images"):
         twemoji_judge.evaluate_twemoji(images, context=quick_judge, draws=2)
+
+
+def test_evaluate_twemoji_prints_the_mean_of_the_draws_beside_the_held_out_emoji(
+        quick_judge, tiny_config, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(twemoji_judge, "judge_context", lambda: quick_judge)
+    path = str(tmp_path / "g.keras")
+    dk.DCGAN.from_settings(tiny_config.replace(image_size=64, channels=3)).generator.save(path)
+    assert main(["evaluate", "--model", path, "--dataset", "twemoji", "--num", "20", "--draws", "2"]) == 0
+    table = capsys.readouterr().out
+    assert "20 x 2 draws" in table and "672" in table
+    fd, sd = (next(line for line in table.splitlines() if line.startswith(key + " ")).split()[1:]
+              for key in ("twemoji_fd", "twemoji_fd_sd"))
+    assert float(fd[0]) > 10 * float(fd[1]) and len(sd) == 1  # far from real; the real emoji have no spread
+    assert main(["evaluate", "--model", path, "--dataset", "twemoji", "--num", "20", "--draws", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["samples"]["draws"] == 3
+    assert main(["evaluate", "--model", path, "--draws", "2"]) == 2  # the digits' judge takes one draw
+    assert "only --dataset twemoji averages draws. Received: --draws 2 --dataset digits" in capsys.readouterr().err
