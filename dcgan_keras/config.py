@@ -352,7 +352,7 @@ class BySize:
     """A recipe value that depends on the image side: `values[image_size]`.
 
     The default's R1 weight is one: 1 at 32x32 (measured on the digits), 5 at
-    64x64 (measured on the Twemoji, docs/quality.md), and 4x that at 128x128,
+    64x64 (where D no longer wins on the Twemoji, docs/quality.md), and 4x that at 128x128,
     where R1's weight grows with the number of pixels as in StyleGAN2-ADA's
     heuristic (not measured here).
     """
