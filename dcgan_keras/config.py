@@ -310,7 +310,7 @@ class Config:
           width 32 (the paper's layers, half as wide), batch 64, EMA 0.999,
           learning rates 8e-4 (D) and 1.6e-3 (G), Adam's betas 0 and 0.99,
           the R1 penalty on one step in 4 (lazy R1) with gamma 1 at 32x32,
-          5 at 64x64 and 20 at 128x128 (`BySize`), z drawn
+          10 at 64x64 and 40 at 128x128 (`BySize`), z drawn
           from a mixture of 10 unit Gaussians (`latent_distribution="normal"`,
           `latent_modes=10`, offset 5)
           and `precision="auto"`. Its networks cost a third of the paper's per
@@ -351,7 +351,7 @@ class Config:
 class BySize:
     """A recipe value that depends on the image side: `values[image_size]`.
 
-    The default's R1 weight is one: 1 at 32x32 (measured on the digits), 5 at
+    The default's R1 weight is one: 1 at 32x32 (measured on the digits), 10 at
     64x64 (where D no longer wins on the Twemoji, docs/quality.md), and 4x that at 128x128,
     where R1's weight grows with the number of pixels as in StyleGAN2-ADA's
     heuristic (not measured here).
@@ -371,7 +371,7 @@ RECIPES = {
     "paper": {},  # Config's own defaults are the paper's
     "default": {
         "base_width": 32, "batch_size": 64, "ema_decay": 0.999, "learning_rate": 8e-4, "g_learning_rate": 1.6e-3,
-        "beta_1": 0.0, "beta_2": 0.99, "r1_gamma": BySize(((32, 1.0), (64, 5.0), (128, 20.0))), "r1_every": 4, "precision": "auto",
+        "beta_1": 0.0, "beta_2": 0.99, "r1_gamma": BySize(((32, 1.0), (64, 10.0), (128, 40.0))), "r1_every": 4, "precision": "auto",
         "latent_distribution": "normal", "latent_modes": 10,
     },
 }

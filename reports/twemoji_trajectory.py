@@ -1,7 +1,7 @@
 """The Twemoji judge's Fréchet distance along one training run, every N epochs (docs/quality.md).
 
 Usage: python reports/twemoji_trajectory.py RUN_DIR [--epochs 40] [--every 10] [--draws 2]
-           [--seed 0] [--base-width 64] [--r1 5]
+           [--seed 0] [--base-width 64] [--r1 10]
 
 Trains the default recipe on the bundled Twemoji at 64x64 (`train_lib.train`, with the flags
 above overriding the recipe) and, every `--every` epochs and after the last, prints one JSON line:
