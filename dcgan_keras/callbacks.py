@@ -1,4 +1,4 @@
-"""Callbacks for GAN training: sample grids, a loss plot and sample-quality evaluation."""
+"""Callbacks for GAN training: the EMA generator's batch norm, sample grids, a loss plot and sample-quality evaluation."""
 
 from __future__ import annotations
 
@@ -72,6 +72,17 @@ class SampleGrid(keras.callbacks.Callback):
             with self._writer.as_default():
                 tf.summary.image("samples", (grid[None] + 1.0) / 2.0, step=epoch + 1)
             self._writer.flush()
+
+
+class EMABatchNorm(keras.callbacks.Callback):
+    """After every epoch, sets the EMA generator's batch-norm statistics to its own.
+
+    `DCGAN.recalibrate_batch_norm`: about a second an epoch at 64x64 on two CPU
+    cores. Put it before the callbacks that sample or save the model.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.recalibrate_batch_norm()
 
 
 class LossPlot(keras.callbacks.Callback):

@@ -12,7 +12,7 @@ import warnings
 
 import keras
 
-from dcgan_keras.callbacks import LossPlot, SampleGrid, read_history_csv
+from dcgan_keras.callbacks import EMABatchNorm, LossPlot, SampleGrid, read_history_csv
 from dcgan_keras.checkpoints import load_checkpoint
 from dcgan_keras.config import KEEP_BEST_METRICS, Config, default_epochs, default_sample_every
 from dcgan_keras.data import make_dataset, open_source
@@ -345,6 +345,7 @@ def _run_callbacks(config, run_dir, interrupt, extra, resumed_epoch, sample_ever
     return [
         DivergenceGuard(),  # first: nothing below sees a broken model
         interrupt,
+        EMABatchNorm(),  # before anything that samples or saves the generator
         ModeCollapseGuard(seed=config.seed),
         DiscriminatorWinsWarning(),
         *(extra or []),  # before the logger, so their logs (e.g. a metric) reach history.csv

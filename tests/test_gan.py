@@ -91,6 +91,26 @@ def test_ema_generator_starts_equal_and_follows_the_generator(tiny_config):
     assert gan.sampler is gan.ema_generator
 
 
+def test_recalibrating_gives_the_ema_generator_the_batch_statistics_of_its_own_weights(tiny_config):
+    gan = dk.DCGAN.from_settings(tiny_config.replace(ema_decay=0.9))
+    gan.compile()
+    for seed in range(4):
+        gan.train_step(tf.constant(_batch(tiny_config, seed=seed)))
+    norm = next(layer for layer in gan.ema_generator.layers if isinstance(layer, keras.layers.BatchNormalization))
+    into_norm = keras.Model(gan.ema_generator.inputs, norm.input)  # what the first batch norm normalises
+    batches = [into_norm(gan.noise(tiny_config.batch_size, seed=i)).numpy() for i in range(25)]
+    own_mean = np.mean([b.mean(axis=(0, 1, 2)) for b in batches], axis=0)
+    own_variance = np.mean([b.var(axis=(0, 1, 2)) for b in batches], axis=0)
+    # Step 4 copied the generator's statistics, which do not fit the averaged weights ...
+    assert np.abs(norm.moving_mean.numpy() - own_mean).max() > 1e-3
+    momentum = norm.momentum
+    gan.recalibrate_batch_norm()
+    # ... and now they are the EMA generator's own: the mean over 25 batches of the prior.
+    np.testing.assert_allclose(norm.moving_mean.numpy(), own_mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), own_variance, rtol=1e-3, atol=1e-5)
+    assert norm.momentum == momentum  # the layer is left as it was for training
+
+
 def test_generate_is_seeded_and_in_tanh_range(tiny_config):
     gan = dk.DCGAN.from_settings(tiny_config)
     a, b, c = gan.generate(5, seed=3), gan.generate(5, seed=3), gan.generate(5, seed=4)
