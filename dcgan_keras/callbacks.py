@@ -77,8 +77,9 @@ class SampleGrid(keras.callbacks.Callback):
 class EMABatchNorm(keras.callbacks.Callback):
     """After every epoch, sets the EMA generator's batch-norm statistics to its own.
 
-    `DCGAN.recalibrate_batch_norm`: about a second an epoch at 64x64 on two CPU
-    cores. Put it before the callbacks that sample or save the model.
+    `DCGAN.recalibrate_batch_norm`: 1,024 samples through the generator, a few
+    percent of an epoch's time. Put it before the callbacks that sample or save
+    the model.
     """
 
     def on_epoch_end(self, epoch, logs=None):

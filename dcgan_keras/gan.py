@@ -435,15 +435,16 @@ class DCGAN(keras.Model):
         for average, weight in zip(self.ema_generator.non_trainable_variables, self.generator.non_trainable_variables):
             average.assign(weight)  # batch-norm moving statistics, until `recalibrate_batch_norm`
 
-    def recalibrate_batch_norm(self, batches: int = 25):
+    def recalibrate_batch_norm(self, num_images: int = 1024, batch_size: int = 256):
         """Gives the EMA generator batch-norm statistics of its own (as SWA's `bn_update`).
 
         The moving average's weights are not the generator's, so the generator's
         moving batch-norm statistics, which step 4 copies, do not quite fit them.
         This replaces them by the mean of the EMA generator's own batch statistics
-        over `batches` batches of the prior (noise seeds 0, 1, ...). `train` does
-        it after every epoch (`callbacks.EMABatchNorm`); on the Twemoji it lowers
-        the Fréchet distance by about a third (docs/quality.md). No-op without EMA.
+        over `num_images` draws of the prior (noise seeds 0, 1, ..., one per batch).
+        `train` does it after every epoch (`callbacks.EMABatchNorm`); on the
+        Twemoji it lowers the Fréchet distance by about a third (docs/quality.md).
+        No-op without EMA.
         """
         if self.ema_generator is None:
             return
@@ -451,10 +452,10 @@ class DCGAN(keras.Model):
                   if isinstance(layer, keras.layers.BatchNormalization)]
         momenta = [layer.momentum for layer in layers]
         try:
-            for i in range(batches):
+            for i in range(max(1, num_images // batch_size)):
                 for layer in layers:
                     layer.momentum = i / (i + 1)  # a running mean: batch i weighs 1 / (i + 1)
-                self.ema_generator(self.noise(self.config.batch_size, seed=i), training=True)
+                self.ema_generator(self.noise(batch_size, seed=i), training=True)
         finally:
             for layer, momentum in zip(layers, momenta):
                 layer.momentum = momentum

@@ -98,14 +98,14 @@ def test_recalibrating_gives_the_ema_generator_the_batch_statistics_of_its_own_w
         gan.train_step(tf.constant(_batch(tiny_config, seed=seed)))
     norm = next(layer for layer in gan.ema_generator.layers if isinstance(layer, keras.layers.BatchNormalization))
     into_norm = keras.Model(gan.ema_generator.inputs, norm.input)  # what the first batch norm normalises
-    batches = [into_norm(gan.noise(tiny_config.batch_size, seed=i)).numpy() for i in range(25)]
+    batches = [into_norm(gan.noise(256, seed=i)).numpy() for i in range(4)]
     own_mean = np.mean([b.mean(axis=(0, 1, 2)) for b in batches], axis=0)
     own_variance = np.mean([b.var(axis=(0, 1, 2)) for b in batches], axis=0)
     # Step 4 copied the generator's statistics, which do not fit the averaged weights ...
     assert np.abs(norm.moving_mean.numpy() - own_mean).max() > 1e-3
     momentum = norm.momentum
     gan.recalibrate_batch_norm()
-    # ... and now they are the EMA generator's own: the mean over 25 batches of the prior.
+    # ... and now they are the EMA generator's own: the mean over 4 batches of 256 from the prior.
     np.testing.assert_allclose(norm.moving_mean.numpy(), own_mean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(norm.moving_variance.numpy(), own_variance, rtol=1e-3, atol=1e-5)
     assert norm.momentum == momentum  # the layer is left as it was for training
