@@ -22,8 +22,8 @@ AUGMENTATIONS = ("color", "translation", "cutout")
 # Names of the `tf.distribute` strategies of `dcgan_keras.distribute.make_strategy`.
 STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
 # Epochs of `train` (and `python -m dcgan_keras train`) when none are given: the default
-# recipe's 60 epochs of the bundled digits took 143 to 146 s of training on 2 CPU cores for
-# seeds 0, 1 and 2 (README, "What the default run gives"). A smaller data set gets more
+# recipe's 60 epochs of the bundled digits take 143 to 251 s of training on 2 CPU cores
+# (docs/quality.md, "The current default"). A smaller data set gets more
 # epochs, up to the digits' 4,680 steps (`default_epochs`).
 DEFAULT_EPOCHS = 60
 DEFAULT_MIN_STEPS = 4680
