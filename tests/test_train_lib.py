@@ -1,4 +1,4 @@
-"""train(config, run_dir) (dcgan_keras.train_lib): resuming a run."""
+"""train(config, run_dir) (dcgan_keras.train_lib): resuming a run, default epochs, the sampler it leaves."""
 
 import numpy as np
 import pytest
@@ -57,3 +57,20 @@ def test_without_epochs_a_small_data_set_trains_for_the_default_number_of_steps(
     assert result["steps"] == 6 and len(result["history"]["g_loss"]) == 3
     # About DEFAULT_EPOCHS (here 1) sample grids: one every 3 epochs.
     assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("*.png")) == ["epoch_0003.png"]
+
+
+def test_train_leaves_the_ema_generator_with_batch_norm_statistics_of_its_own_in_the_checkpoint(tiny_config, tmp_path):
+    data = np.random.default_rng(0).uniform(0, 1, (64, 32, 32, 1)).astype("float32")
+    result = dk.train(tiny_config.replace(ema_decay=0.9), tmp_path / "run", dataset=data, epochs=2,
+                      export_dir=None, verbose=0)
+    gan = result["model"]
+    saved = dk.checkpoints.load_checkpoint(tmp_path / "run" / "ckpt.keras").ema_generator.non_trainable_weights
+    after_train = [w.numpy().copy() for w in gan.ema_generator.non_trainable_weights]
+    live = [w.numpy() for w in gan.generator.non_trainable_weights]
+    # Not the live generator's statistics, which step 4 copies ...
+    assert max(np.abs(a - b).max() for a, b in zip(after_train, live)) > 1e-3
+    # ... but those recalibrate_batch_norm gives, and the checkpoint holds them.
+    gan.recalibrate_batch_norm()
+    for kept, own, in_file in zip(after_train, gan.ema_generator.non_trainable_weights, saved):
+        np.testing.assert_allclose(kept, own.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(kept, in_file.numpy(), rtol=1e-5, atol=1e-6)
