@@ -9,7 +9,8 @@ import dcgan_keras as dk
 from dcgan_keras import twemoji_judge
 from dcgan_keras.cli import main
 from dcgan_keras.data import load_labelled, twemoji_categories
-from dcgan_keras.metrics import feature_model
+from dcgan_keras.distances import frechet_distance
+from dcgan_keras.metrics import feature_model, sample_images
 
 
 def test_make_dataset_twemoji_gives_64x64_colour_batches_in_minus_one_one():
@@ -71,6 +72,12 @@ def test_a_generator_is_scored_as_the_mean_over_draws_of_noise_and_images_as_one
     assert mean["draws"] == 3 and mean["num_images"] == 40
     assert mean["twemoji_fd"] == pytest.approx(np.mean(single))
     assert mean["twemoji_fd_sd"] == pytest.approx(np.std(single, ddof=1)) and mean["twemoji_fd_sd"] > 0
+    _, _, features = quick_judge
+    pooled = features(np.concatenate([sample_images(gan, 40, seed) for seed in range(3)]))
+    real = features(twemoji_judge.real_twemoji()[0][twemoji_judge.held_out_split()[0]])
+    assert mean["twemoji_fd_pooled"] == pytest.approx(frechet_distance(
+        real.mean(axis=0), np.cov(real, rowvar=False), pooled.mean(axis=0), np.cov(pooled, rowvar=False)), rel=1e-4)
+    assert "twemoji_fd_pooled" not in score(draws=1)
     assert score()["draws"] == twemoji_judge.DEFAULT_DRAWS
     images = np.zeros((8, 64, 64, 3), "float32")
     assert twemoji_judge.evaluate_twemoji(images, context=quick_judge)["samples"]["draws"] == 1
@@ -89,6 +96,7 @@ def test_evaluate_twemoji_prints_the_mean_of_the_draws_beside_the_held_out_emoji
     fd, sd = (next(line for line in table.splitlines() if line.startswith(key + " ")).split()[1:]
               for key in ("twemoji_fd", "twemoji_fd_sd"))
     assert float(fd[0]) > 10 * float(fd[1]) and len(sd) == 1  # far from real; the real emoji have no spread
+    assert len(next(line for line in table.splitlines() if line.startswith("twemoji_fd_pooled ")).split()) == 2
     assert main(["evaluate", "--model", path, "--dataset", "twemoji", "--num", "20", "--draws", "3", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["samples"]["draws"] == 3
     assert main(["evaluate", "--model", path, "--draws", "2"]) == 2  # the digits' judge takes one draw
