@@ -194,6 +194,11 @@ class Config:
             the paper.
         r1_every: compute the R1 penalty on one step in this many, weighted
             as many times (lazy R1, as StyleGAN2); 1 = every step.
+        mirror: `train` flips half of the real images left-right, drawn
+            anew each epoch (`make_dataset(mirror=True)`, StyleGAN2-ADA's
+            `--mirror`): twice the images, for data whose mirror images are
+            as real as the images (faces, emoji; not text). False = off, as
+            in the paper.
 
     Example:
 
@@ -226,6 +231,7 @@ class Config:
     augment_target: float | None = None
     r1_gamma: float = 0.0
     r1_every: int = 1
+    mirror: bool = False
     fast_layers: bool = True
     jit_compile: bool | str = "auto"
 
@@ -292,7 +298,7 @@ class Config:
                 "jit_compile must be 'auto' (Keras' choice), True (XLA) or False. "
                 f"Received: jit_compile={self.jit_compile!r}"
             )
-        for name in ("sync_batch_norm", "fast_layers"):
+        for name in ("sync_batch_norm", "mirror", "fast_layers"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be True or False. Received: {name}={value!r}")

@@ -239,7 +239,7 @@ def train(
     ds = make_dataset(
         source, image_size=config.image_size, channels=config.channels,
         batch_size=config.batch_size, seed=config.seed, data_dir=data_dir,
-        cache=cache, shard=input_shard(strategy),
+        cache=cache, shard=input_shard(strategy), mirror=config.mirror,
     )
     gan = _build_model(config, strategy)
     initial_epoch = restore_backup(gan, os.path.join(run_dir, "backup")) if resume else 0

@@ -98,23 +98,30 @@ def probabilities(classifier, images) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-def _report(images, reference, classifier, feature_fn, k: int, confident: float, seed: int) -> dict:
-    """The judge's numbers for `images` against the real `reference` images."""
-    p, p_reference = probabilities(classifier, images), probabilities(classifier, reference)
+def _real(images, classifier, feature_fn) -> dict:
+    """What `_report` measures images against, computed once: real images, their features,
+    the statistics of those and the judge's category shares."""
+    p, features = probabilities(classifier, images), feature_fn(images)
+    return {"images": images, "features": features, "stats": FeatureStats().update(features),
+            "shares": np.bincount(p.argmax(axis=1), minlength=p.shape[1]) / len(p)}
+
+
+def _report(images, real: dict, classifier, feature_fn, k: int, confident: float, seed: int) -> dict:
+    """The judge's numbers for `images` against the `real` images (`_real`)."""
+    p = probabilities(classifier, images)
     shares = np.bincount(p.argmax(axis=1), minlength=p.shape[1]) / len(p)
-    reference_shares = np.bincount(p_reference.argmax(axis=1), minlength=p.shape[1]) / len(p_reference)
-    features, reference_features = feature_fn(images), feature_fn(reference)
-    fake_stats, real_stats = FeatureStats().update(features), FeatureStats().update(reference_features)
+    features = feature_fn(images)
+    stats = FeatureStats().update(features)
     report = {
         "num_images": int(len(images)),
-        "twemoji_fd": frechet_distance(real_stats.mean, real_stats.cov, fake_stats.mean, fake_stats.cov),
+        "twemoji_fd": frechet_distance(real["stats"].mean, real["stats"].cov, stats.mean, stats.cov),
         "confident_fraction": float((p.max(axis=1) >= confident).mean()),
         # Half the L1 distance between the category shares here and in the reference: 0 = the same mix.
-        "category_share_gap": float(0.5 * np.abs(shares - reference_shares).sum()),
+        "category_share_gap": float(0.5 * np.abs(shares - real["shares"]).sum()),
     }
-    report.update(precision_recall(reference_features, features, k=k))
-    report["nearest_train_distance"] = float(nearest_neighbours(images, reference, k=1).distances.mean())
-    report["memorisation_ratio"] = memorisation_ratio(images, reference, seed=seed)
+    report.update(precision_recall(real["features"], features, k=k))
+    report["nearest_train_distance"] = float(nearest_neighbours(images, real["images"], k=1).distances.mean())
+    report["memorisation_ratio"] = memorisation_ratio(images, real["images"], seed=seed)
     report["category_shares"] = [round(float(s), 4) for s in shares]
     return report
 
@@ -178,16 +185,16 @@ def evaluate_twemoji(generator_or_images, num: int | None = None, seed: int = 0,
         )
     classifier, accuracy, feature_fn = context or judge_context()
     k = min(k, len(sets[0]) - 1)
-    reports = [_report(samples, images[train], classifier, feature_fn, k, 0.9, seed) for samples in sets]
+    real = _real(images[train], classifier, feature_fn)
+    reports = [_report(samples, real, classifier, feature_fn, k, 0.9, seed) for samples in sets]
     samples = _mean_report(reports)
     if draws > 1:  # all the draws' samples at once: far less noise than one draw, and a smaller bias
-        pooled, reference = FeatureStats().update(feature_fn(np.concatenate(sets))), FeatureStats().update(
-            feature_fn(images[train]))
-        samples["twemoji_fd_pooled"] = frechet_distance(reference.mean, reference.cov, pooled.mean, pooled.cov)
+        pooled = FeatureStats().update(feature_fn(np.concatenate(sets)))
+        samples["twemoji_fd_pooled"] = frechet_distance(real["stats"].mean, real["stats"].cov, pooled.mean, pooled.cov)
     return {
         "judge_accuracy": float(accuracy),
         "samples": samples,
-        "real_held_out": _report(images[held], images[train], classifier, feature_fn, k, 0.9, seed),
+        "real_held_out": _report(images[held], real, classifier, feature_fn, k, 0.9, seed),
     }
 
 

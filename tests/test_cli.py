@@ -94,17 +94,18 @@ def test_train_flags_override_the_recipe():
         "--beta1", "0.9", "--beta2", "0.9",
         "--ema", "0.99", "--label-smoothing", "0.1", "--latent-dim", "16", "--base-width", "8",
         "--augment", "translation,cutout", "--augment-target", "0.6", "--r1", "2", "--no-fast-layers", "--seed", "3",
-        "--image-size", "64", "--precision", "mixed_bfloat16", "--sync-batch-norm",
+        "--image-size", "64", "--precision", "mixed_bfloat16", "--sync-batch-norm", "--mirror",
     )
     assert config == Config(
         image_size=64, channels=1, latent_dim=16, base_width=8, batch_size=32, learning_rate=1e-3, g_learning_rate=2e-3,
         beta_1=0.9, beta_2=0.9, label_smoothing=0.1, ema_decay=0.99, seed=3, precision="mixed_bfloat16",
         sync_batch_norm=True,
-        augment="translation,cutout", augment_target=0.6, r1_gamma=2.0, fast_layers=False,
+        augment="translation,cutout", augment_target=0.6, r1_gamma=2.0, fast_layers=False, mirror=True,
     )
     assert _config("--ema", "0").ema_decay is None  # --ema 0 turns the moving average off
     assert _config("--recipe", "paper", "--batch-size", "128").batch_size == 128
     assert _config().fast_layers is True
+    assert _config("--recipe", "paper").mirror is False
 
 
 def test_train_help_shows_each_recipes_value():

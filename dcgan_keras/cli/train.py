@@ -108,6 +108,9 @@ def register(subparsers):
     p.add_argument("--fast-layers", action=argparse.BooleanOptionalAction, default=None,
                    help=f"build the networks from dcgan_keras.fast_layers (same weights, faster) "
                         f"({_recipe_default('fast_layers')})")
+    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip half of the real images left-right, anew each epoch: twice the images, for data "
+                        f"whose mirror images are real too (faces, emoji; not text) ({_recipe_default('mirror')})")
     p.add_argument("--jit-compile", default=None, choices=tuple(_JIT_COMPILE),
                    help="compile the training step with XLA; 'auto' is Keras' choice: on with a GPU, but off on a "
                         "CPU and under any --strategy other than default; 'on' keeps it under a one-replica "
@@ -146,6 +149,7 @@ def config_from_args(args) -> Config:
     """The `Config` of parsed `train` arguments: the recipe, with every flag given on top."""
     overrides = {field: getattr(args, _dest(flag)) for flag, field, _, _ in _CONFIG_FLAGS}
     overrides["fast_layers"] = args.fast_layers
+    overrides["mirror"] = args.mirror
     overrides["precision"] = args.precision
     overrides["jit_compile"] = _JIT_COMPILE.get(args.jit_compile)
     overrides = {field: value for field, value in overrides.items() if value is not None}

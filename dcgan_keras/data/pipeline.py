@@ -75,6 +75,7 @@ def make_dataset(
     data_dir: str | None = None,
     cache_budget: int = CACHE_BUDGET_BYTES,
     shard: tuple[int, int] | None = None,
+    mirror: bool = False,
 ) -> tf.data.Dataset:
     """Turns an image source into shuffled batches in [-1, 1], with a known number per epoch.
 
@@ -117,6 +118,8 @@ def make_dataset(
             (see `distribute.input_shard`): this worker reads only its share of the
             files (or images), and the dataset keeps `N // batch_size`
             global batches per epoch.
+        mirror: flip half of the images left-right, drawn anew for each
+            batch (after the cache, which keeps the images as they are).
 
     Returns:
         A `tf.data.Dataset` of float32 batches `(batch, image_size, image_size, channels)`
@@ -204,6 +207,9 @@ def make_dataset(
     images = images.repeat().take(per_epoch)
     ds = images.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(_plain(_to_minus_one_one), num_parallel_calls=tf.data.AUTOTUNE)
+    if mirror:  # a seed per batch, new each epoch (each pass of Keras' fit iterates ds anew)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip(ds, seeds).map(_plain(_flip_half), num_parallel_calls=tf.data.AUTOTUNE)
     if num_shards > 1:
         options = tf.data.Options()  # sharded here by file; tf.distribute must not shard again
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
@@ -401,6 +407,12 @@ def _to_minus_one_one(images: tf.Tensor) -> tf.Tensor:
     if images.dtype == tf.uint8:
         images = tf.cast(images, tf.float32) / 255.0
     return tf.clip_by_value(images * 2.0 - 1.0, -1.0, 1.0)
+
+
+def _flip_half(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """A batch with each image flipped left-right with probability 1/2, drawn from `seed`."""
+    flip = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], seed=tf.stack([seed, 0])) < 0.5
+    return tf.where(flip, tf.reverse(images, axis=[2]), images)
 
 
 
