@@ -200,25 +200,25 @@ def test_every_epoch_is_a_fresh_shuffle_of_every_file_when_streaming(tmp_path):
 
 
 def test_mirror_flips_about_half_the_images_anew_each_epoch_and_the_same_for_the_same_seed():
-    # Each image's left half is its index / 64, its right half -1: unflipped or flipped is
-    # read off one pixel, and the index off the other side.
-    images = np.full((64, 8, 8, 1), 0.0, np.float32)
-    images[:, :, :4] = (np.arange(64) / 64.0)[:, None, None, None]
+    # Image i is (i + 1) / 64 on its left half and 0 (-1 once scaled) on its right: whether it
+    # was flipped is read off its top-left pixel, and i off whichever side is not -1.
+    images = np.zeros((64, 8, 8, 1), np.float32)
+    images[:, :, :4] = ((np.arange(64) + 1) / 64.0)[:, None, None, None]
 
-    def epochs(seed, count=2):
-        ds = dk.make_dataset(images, image_size=8, batch_size=16, seed=seed, mirror=True)
+    def epochs(seed, mirror=True, count=2):
+        ds = dk.make_dataset(images, image_size=8, batch_size=16, seed=seed, mirror=mirror)
         return [np.concatenate([b.numpy() for b in ds]) for _ in range(count)]
 
-    first, second = epochs(seed=0)
-    flipped = [e[:, 0, 0, 0] == -1.0 for e in (first, second)]
-    index = [np.round((np.where(f, e[:, 0, 7, 0], e[:, 0, 0, 0]) + 1) / 2 * 64) for f, e in zip(flipped, (first, second))]
-    assert [sorted(i) for i in index] == [list(range(64))] * 2  # each image once, whole, per epoch
-    assert all(16 <= f.sum() <= 48 for f in flipped)  # about half
-    by_image = [dict(zip(i, f)) for i, f in zip(index, flipped)]
-    assert by_image[0] != by_image[1]  # drawn anew each epoch
-    np.testing.assert_array_equal(epochs(seed=0)[0], first)  # and the same again for the same seed
-    unflipped = np.concatenate([b.numpy() for b in dk.make_dataset(images, image_size=8, batch_size=16, seed=0)])
-    assert (unflipped[:, 0, 0, 0] > -1.0).sum() == 63  # without mirror only image 0 starts at -1
+    flips, indices = [], []
+    for epoch in epochs(seed=0):
+        flipped = epoch[:, 0, 0, 0] == -1.0
+        flips.append(flipped)
+        indices.append(np.round((np.maximum(epoch[:, 0, 0, 0], epoch[:, 0, 7, 0]) + 1) / 2 * 64 - 1))
+    assert [sorted(i) for i in indices] == [list(range(64))] * 2  # each image once, whole, per epoch
+    assert all(16 <= f.sum() <= 48 for f in flips)  # about half
+    assert (flips[0] != flips[1]).any()  # drawn anew each epoch, not a pattern repeated over a new order
+    np.testing.assert_array_equal(epochs(seed=0, count=1)[0], epochs(seed=0, count=1)[0])  # the same for a seed
+    assert not (epochs(seed=0, mirror=False, count=1)[0][:, 0, 0, 0] == -1.0).any()  # off: none flipped
 
 
 def test_auto_cache_keeps_images_in_memory_only_within_the_budget(tmp_path):

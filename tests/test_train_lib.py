@@ -74,3 +74,22 @@ def test_train_leaves_the_ema_generator_with_batch_norm_statistics_of_its_own_in
     for kept, own, in_file in zip(after_train, gan.ema_generator.non_trainable_weights, saved):
         np.testing.assert_allclose(kept, own.numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(kept, in_file.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_train_with_mirror_fits_on_images_flipped_half_the_time(tiny_config, tmp_path, monkeypatch):
+    made = []
+
+    def recording(*args, **kwargs):
+        made.append(make_dataset(*args, **kwargs))
+        return made[-1]
+
+    make_dataset = dk.train_lib.make_dataset
+    monkeypatch.setattr(dk.train_lib, "make_dataset", recording)
+    data = np.zeros((64, 32, 32, 1), "float32")
+    data[:, :, :16] = 1.0  # every image white on its left half
+    for mirror in (False, True):
+        dk.train(tiny_config.replace(mirror=mirror), tmp_path / str(mirror), dataset=data, epochs=1,
+                 export_dir=None, verbose=0)
+    top_left = [np.concatenate([batch.numpy() for batch in ds])[:, 0, 0, 0] for ds in made]
+    assert (top_left[0] == 1.0).all()  # as stored
+    assert 0.25 < (top_left[1] == -1.0).mean() < 0.75  # about half flipped

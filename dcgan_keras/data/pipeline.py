@@ -415,8 +415,6 @@ def _flip_half(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     return tf.where(flip, tf.reverse(images, axis=[2]), images)
 
 
-
-
 def _decode_files(
     table: np.ndarray, seed: int | None, shuffle: bool, reshuffle: bool, fit: Callable, failures: UnreadableFiles
 ) -> tf.data.Dataset:
