@@ -82,10 +82,12 @@ def test_train_recipe_paper_gives_the_papers_config_and_default_the_cli_recipe()
     assert Config().r1_gamma == 0.0
 
 
-def test_the_default_r1_weight_follows_the_image_size_unless_a_flag_sets_it():
+def test_the_default_r1_weight_and_width_follow_the_image_size_unless_a_flag_sets_them():
     assert [_config("--image-size", str(side)).r1_gamma for side in (32, 64, 128)] == [1.0, 10.0, 40.0]
     assert _config("--image-size", "64", "--r1", "2").r1_gamma == 2.0
     assert _config("--image-size", "64", "--recipe", "paper").r1_gamma == 0.0
+    assert [_config("--image-size", str(side)).base_width for side in (32, 64, 128)] == [32, 64, 64]
+    assert _config("--image-size", "64", "--base-width", "32").base_width == 32
 
 
 def test_train_flags_override_the_recipe():
