@@ -361,7 +361,7 @@ class BySize:
     The default has two (docs/quality.md):
     - its base width: 32 at 32x32 (measured on the digits, where the paper's 64
       did no better at 3x the cost), the paper's 64 at 64x64 (a lower Fréchet
-      distance on the Twemoji over two seeds) and at 128x128 (not measured);
+      distance on the Twemoji over three seeds) and at 128x128 (not measured);
     - its R1 weight: 1 at 32x32, 10 at 64x64 (where D no longer wins on the
       Twemoji), and 4x that at 128x128, where R1's weight grows with the number
       of pixels as in StyleGAN2-ADA's heuristic (not measured here).
