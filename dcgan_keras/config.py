@@ -21,21 +21,49 @@ BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 AUGMENTATIONS = ("color", "translation", "cutout")
 # Names of the `tf.distribute` strategies of `dcgan_keras.distribute.make_strategy`.
 STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
+
+
+@dataclasses.dataclass(frozen=True)
+class BySize:
+    """A recipe value that depends on the image side: `values[image_size]`.
+
+    The default has three (docs/quality.md):
+    - its base width: 32 at 32x32 (measured on the digits, where the paper's 64
+      did no better at 3x the cost), the paper's 64 at 64x64 (a lower Fréchet
+      distance on the Twemoji over three seeds) and at 128x128 (not measured);
+    - its R1 weight: 1 at 32x32, 10 at 64x64 (where D no longer wins on the
+      Twemoji), and 4x that at 128x128, where R1's weight grows with the number
+      of pixels as in StyleGAN2-ADA's heuristic (not measured here);
+    - its least number of steps (`DEFAULT_MIN_STEPS`): the digits' 4,680 at 32x32,
+      and 1.5x that at 64x64 and up, where the Twemoji's Fréchet distance was
+      lower at 7,020 than at 4,680 on three seeds.
+    """
+
+    values: tuple  # ((image_size, value), ...)
+
+    def at(self, image_size: int):
+        return dict(self.values).get(image_size, self.values[0][1])  # `Config` refuses other sizes
+
+    def __str__(self) -> str:
+        return ", ".join(f"{value:g} at {side}x{side}" for side, value in self.values)
+
+
 # Epochs of `train` (and `python -m dcgan_keras train`) when none are given: the default
 # recipe's 60 epochs of the bundled digits take 143 to 251 s of training on 2 CPU cores
-# (docs/quality.md, "The current default"). A smaller data set gets more
-# epochs, up to the digits' 4,680 steps (`default_epochs`).
+# (docs/quality.md, "The current default"). A smaller data set gets more epochs, up to
+# the digits' 4,680 steps at 32x32 and 7,020 at 64x64 and up (`default_epochs`).
 DEFAULT_EPOCHS = 60
-DEFAULT_MIN_STEPS = 4680
+DEFAULT_MIN_STEPS = BySize(((32, 4680), (64, 7020), (128, 7020)))
 # Scores `train(keep_best=...)` can pick the best epoch by (dcgan_keras.train_lib).
 KEEP_BEST_METRICS = ("digit_fd", "fid", "d_fd")
 
 
-def default_epochs(steps_per_epoch: int) -> int:
-    """`train`'s epochs when none are given: 60, or as many as make 4,680 steps (the digits' 60
-    epochs at batch 64) on a data set with fewer steps per epoch, e.g. 87 epochs of the 3,491
-    Twemoji and 669 of a folder of 500 images (docs/quality.md, "64x64 colour: the Twemoji")."""
-    return max(DEFAULT_EPOCHS, math.ceil(DEFAULT_MIN_STEPS / max(1, steps_per_epoch)))
+def default_epochs(steps_per_epoch: int, image_size: int = 32) -> int:
+    """`train`'s epochs when none are given: 60, or as many as make `DEFAULT_MIN_STEPS` on a
+    data set with fewer steps per epoch: 4,680 steps at 32x32 (the digits' 60 epochs at batch
+    64), 7,020 at 64x64 and up, e.g. 130 epochs of the 3,491 Twemoji and 1,003 of a folder of
+    500 images (docs/quality.md, "64x64 colour: the Twemoji")."""
+    return max(DEFAULT_EPOCHS, math.ceil(DEFAULT_MIN_STEPS.at(image_size) / max(1, steps_per_epoch)))
 
 
 def default_sample_every(epochs: int) -> int:
@@ -352,28 +380,6 @@ class Config:
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
-
-
-@dataclasses.dataclass(frozen=True)
-class BySize:
-    """A recipe value that depends on the image side: `values[image_size]`.
-
-    The default has two (docs/quality.md):
-    - its base width: 32 at 32x32 (measured on the digits, where the paper's 64
-      did no better at 3x the cost), the paper's 64 at 64x64 (a lower Fréchet
-      distance on the Twemoji over three seeds) and at 128x128 (not measured);
-    - its R1 weight: 1 at 32x32, 10 at 64x64 (where D no longer wins on the
-      Twemoji), and 4x that at 128x128, where R1's weight grows with the number
-      of pixels as in StyleGAN2-ADA's heuristic (not measured here).
-    """
-
-    values: tuple  # ((image_size, value), ...)
-
-    def at(self, image_size: int):
-        return dict(self.values).get(image_size, self.values[0][1])  # `Config` refuses other sizes
-
-    def __str__(self) -> str:
-        return ", ".join(f"{value:g} at {side}x{side}" for side, value in self.values)
 
 
 # Named starting points for `Config.from_recipe` and `train --recipe`.

@@ -116,7 +116,7 @@ def test_train_help_shows_each_recipes_value():
     assert "(default: 0.999 (paper: off))" in help_text
     assert "(default: 0.0016 (paper: as --learning-rate))" in help_text  # --g-learning-rate
     assert "(default: 0.99 (paper: 0.999))" in help_text  # --beta2
-    assert "passes over the data (default: 60, or as many as make 4,680 steps" in " ".join(help_text.split()) and DEFAULT_EPOCHS == 60  # --epochs
+    assert "passes over the data (default: 60, or as many as make 4,680 steps at 32x32 and 7,020 at 64x64 and up" in " ".join(help_text.split()) and DEFAULT_EPOCHS == 60  # --epochs
     assert all(name in help_text for name in AUGMENTATIONS)
 
 

@@ -101,7 +101,8 @@ def register(subparsers):
                    help="1 or 3 (default: the dataset's own; digits 1, folders 3)")
     p.add_argument("--epochs", type=int, default=None,
                    help=f"passes over the data (default: {DEFAULT_EPOCHS}, or as many as make "
-                        f"{DEFAULT_MIN_STEPS:,} steps on a smaller data set)")
+                        f"{DEFAULT_MIN_STEPS.at(32):,} steps at 32x32 and {DEFAULT_MIN_STEPS.at(64):,} at 64x64 "
+                        "and up on a smaller data set)")
     for flag, field, kind, text in _CONFIG_FLAGS:
         p.add_argument(flag, type=kind, default=None, metavar=_METAVARS.get(flag),
                        help=f"{text} ({_recipe_default(field)})")
