@@ -52,12 +52,16 @@ def test_without_epochs_a_small_data_set_trains_for_the_default_number_of_steps(
     assert [dk.config.default_epochs(steps) for steps in (78, 54, 7)] == [60, 87, 669]  # 5,000, 3,491, 500 images at 32x32
     assert [dk.config.default_epochs(steps, 64) for steps in (78, 54, 7)] == [90, 130, 1003]  # the same at 64x64
     monkeypatch.setattr(dk.config, "DEFAULT_EPOCHS", 1)
-    monkeypatch.setattr(dk.config, "DEFAULT_MIN_STEPS", dk.config.BySize(((32, 6),)))
+    monkeypatch.setattr(dk.config, "DEFAULT_MIN_STEPS", dk.config.BySize(((32, 6), (64, 4))))
     data = np.random.default_rng(0).uniform(0, 1, (64, 32, 32, 1)).astype("float32")  # 2 steps per epoch
     result = dk.train(tiny_config, tmp_path / "run", dataset=data, export_dir=None, verbose=0)
     assert result["steps"] == 6 and len(result["history"]["g_loss"]) == 3
     # About DEFAULT_EPOCHS (here 1) sample grids: one every 3 epochs.
     assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("*.png")) == ["epoch_0003.png"]
+    # At 64x64 as many images trains for that size's steps.
+    big = np.random.default_rng(0).uniform(0, 1, (64, 64, 64, 1)).astype("float32")
+    wide = dk.train(tiny_config.replace(image_size=64), tmp_path / "run64", dataset=big, export_dir=None, verbose=0)
+    assert wide["steps"] == 4 and len(wide["history"]["g_loss"]) == 2
 
 
 def test_train_leaves_the_ema_generator_with_batch_norm_statistics_of_its_own_in_the_checkpoint(tiny_config, tmp_path):
