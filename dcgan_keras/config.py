@@ -58,7 +58,7 @@ DEFAULT_MIN_STEPS = BySize(((32, 4680), (64, 7020), (128, 7020)))
 KEEP_BEST_METRICS = ("digit_fd", "fid", "d_fd")
 
 
-def default_epochs(steps_per_epoch: int, image_size: int = 32) -> int:
+def default_epochs(steps_per_epoch: int, image_size: int) -> int:
     """`train`'s epochs when none are given: 60, or as many as make `DEFAULT_MIN_STEPS` on a
     data set with fewer steps per epoch: 4,680 steps at 32x32 (the digits' 60 epochs at batch
     64), 7,020 at 64x64 and up, e.g. 130 epochs of the 3,491 Twemoji and 1,003 of a folder of

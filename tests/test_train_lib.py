@@ -49,7 +49,7 @@ def test_resume_restores_weights_optimizer_states_noise_and_epoch_counter(tiny_c
 
 
 def test_without_epochs_a_small_data_set_trains_for_the_default_number_of_steps(tiny_config, tmp_path, monkeypatch):
-    assert [dk.config.default_epochs(steps) for steps in (78, 54, 7)] == [60, 87, 669]  # 5,000, 3,491, 500 images at 32x32
+    assert [dk.config.default_epochs(steps, 32) for steps in (78, 54, 7)] == [60, 87, 669]  # 5,000, 3,491, 500 images at 32x32
     assert [dk.config.default_epochs(steps, 64) for steps in (78, 54, 7)] == [90, 130, 1003]  # the same at 64x64
     monkeypatch.setattr(dk.config, "DEFAULT_EPOCHS", 1)
     monkeypatch.setattr(dk.config, "DEFAULT_MIN_STEPS", dk.config.BySize(((32, 6), (64, 4))))
